@@ -1,0 +1,275 @@
+"""``App`` holds an app's declarations; ``Runtime`` wires them to settings and services.
+
+An ``App`` is created once at import time and only collects declarations
+(functions, routers, error codes, start-up hooks); it holds no connections.
+``app.runtime(settings)`` builds a :class:`Runtime` with its own database, health
+registry and invoker, so a test can build, use and throw away as many as it likes.
+:func:`build_asgi_app` lists the request path in runtime order.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio.to_thread
+from fastapi import APIRouter, FastAPI
+from pydantic import BaseModel
+from sqlalchemy import MetaData
+from starlette.exceptions import HTTPException
+from starlette.middleware.gzip import GZipMiddleware
+
+from bastion.context import Principal
+from bastion.db.database import Database
+from bastion.db.migrations import Migrator
+from bastion.db.pagination import CursorCodec
+from bastion.errors import ErrorCatalog
+from bastion.functions import FunctionKind, FunctionSpec, Invoker, declare
+from bastion.http.middleware.access_log import AccessLogMiddleware
+from bastion.http.middleware.body_limit import BodyLimitMiddleware
+from bastion.http.middleware.errors import ErrorMiddleware
+from bastion.http.middleware.request_id import RequestIdMiddleware
+from bastion.http.problems import ProblemRenderer
+from bastion.http.routing import build_api
+from bastion.observability.health import HealthRegistry
+from bastion.observability.logs import get_logger
+from bastion.settings import Settings, load_settings
+from bastion.types import ASGIApp, Receive, Scope, Send
+
+F = TypeVar("F", bound=Callable[..., Any])
+StartupHook = Callable[["Runtime"], Awaitable[None] | None]
+
+
+class App:
+    """An application's declarations.
+
+    Args:
+        name: The app's name; also its migration branch label.
+        metadata: The app's SQLAlchemy ``MetaData`` (for migrations).
+        migrations: Folder of the app's Alembic revisions.
+        messages: Folder of ``<locale>.toml`` error message catalogs.
+        config_sections: Extra ``bastion.toml`` sections, name to Pydantic model.
+        config: The app's ``bastion.toml`` (used when no other path is given).
+        api_prefix: Prefix of every function route.
+
+    Example::
+
+        app = App("shop", metadata=Base.metadata, migrations=HERE / "migrations")
+
+        @app.query("/products/{product_id}")
+        def get_product(ctx: Context, product_id: int) -> ProductOut:
+            ...
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        metadata: MetaData | None = None,
+        migrations: str | Path | None = None,
+        messages: str | Path | None = None,
+        config_sections: Mapping[str, type[BaseModel]] | None = None,
+        config: str | Path | None = None,
+        api_prefix: str = "/api/v1",
+        title: str | None = None,
+        description: str | None = None,
+    ) -> None:
+        self.name = name
+        self.metadata = metadata
+        self.migrations = Path(migrations) if migrations else None
+        self.config_sections = dict(config_sections or {})
+        self.config = Path(config) if config else None
+        self.api_prefix = api_prefix.rstrip("/")
+        self.title = title or name
+        self.description = description
+        self.errors = ErrorCatalog.with_platform_messages()
+        if messages:
+            self.errors.load_dir(Path(messages))
+        self.functions: list[FunctionSpec] = []
+        self.routers: list[tuple[APIRouter, str]] = []
+        self.startup_hooks: list[StartupHook] = []
+
+    def _register(self, kind: FunctionKind, path: str, options: dict[str, Any]) -> Callable[[F], F]:
+        def decorator(fn: F) -> F:
+            spec = declare(kind, fn, path=path, **options)
+            if any(existing.name == spec.name for existing in self.functions):
+                raise ValueError(f"a function named {spec.name!r} is already declared")
+            self.functions.append(spec)
+            return fn
+
+        return decorator
+
+    def query(self, path: str, *, response: Any = None, permissions: Iterable[str] = (),
+              name: str | None = None, tags: Iterable[str] = (), cache_control: str | None = None,
+              etag: bool | None = None) -> Callable[[F], F]:
+        """Declare a read-only function served on ``GET path``."""
+        return self._register(FunctionKind.QUERY, path, dict(
+            method="GET", status_code=None, response=response, permissions=permissions, name=name,
+            tags=tags, cache_control=cache_control, etag=etag))
+
+    def mutation(self, path: str, *, method: str = "POST", status_code: int | None = None,
+                 response: Any = None, permissions: Iterable[str] = (), name: str | None = None,
+                 tags: Iterable[str] = ()) -> Callable[[F], F]:
+        """Declare a read-write function: one transaction, committed only if it returns."""
+        return self._register(FunctionKind.MUTATION, path, dict(
+            method=method, status_code=status_code, response=response, permissions=permissions,
+            name=name, tags=tags, cache_control=None, etag=False))
+
+    def action(self, path: str, *, method: str = "POST", status_code: int | None = None,
+               response: Any = None, permissions: Iterable[str] = (), name: str | None = None,
+               tags: Iterable[str] = ()) -> Callable[[F], F]:
+        """Declare an async function that talks to the outside world; it holds no transaction."""
+        return self._register(FunctionKind.ACTION, path, dict(
+            method=method, status_code=status_code, response=response, permissions=permissions,
+            name=name, tags=tags, cache_control=None, etag=False))
+
+    def include_router(self, router: APIRouter, *, prefix: str = "") -> None:
+        """Mount a plain FastAPI router beside bastion's functions."""
+        self.routers.append((router, prefix))
+
+    def on_startup(self, hook: StartupHook) -> StartupHook:
+        """Run ``hook(runtime)`` at start-up, after migrations (sync hooks run on a thread)."""
+        self.startup_hooks.append(hook)
+        return hook
+
+    def spec(self, fn: Callable[..., Any] | str) -> FunctionSpec:
+        """The declaration of a function, by object or name."""
+        for spec in self.functions:
+            if spec.fn is fn or spec.name == fn:
+                return spec
+        raise LookupError(f"{fn!r} is not a function of app {self.name!r}")
+
+    def load_settings(self, path: str | Path | None = None, **options: Any) -> Settings:
+        """Load settings with this app's extra sections; see :func:`bastion.load_settings`."""
+        return load_settings(path if path is not None else self._default_config(),
+                             extensions=self.config_sections, **options)
+
+    def _default_config(self) -> Path | None:
+        import os
+
+        if os.environ.get("BASTION_CONFIG"):
+            return Path(os.environ["BASTION_CONFIG"])
+        return self.config if self.config and self.config.exists() else None
+
+    def runtime(self, settings: Settings | None = None) -> Runtime:
+        """Wire this app to ``settings`` (loaded from the app's config when omitted)."""
+        return Runtime(self, settings or self.load_settings())
+
+    def asgi(self, settings: Settings | None = None) -> ASGIApp:
+        """A ready ASGI application for servers: ``uvicorn --factory pkg.module:app.asgi``."""
+        return self.runtime(settings).asgi()
+
+
+class Runtime:
+    """One app wired to one set of settings: database, health, invoker, error rendering.
+
+    Every service is reachable from here (and from ``ctx.services`` in functions).
+    """
+
+    def __init__(self, app: App, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+        self.log = get_logger("bastion", app=app.name)
+        self.database = Database(settings.database)
+        self.health = HealthRegistry(default_timeout_s=settings.health.timeout_s)
+        self.health.add("database", self._check_database)
+        if settings.redis.url:
+            self.health.add("redis", _redis_check(settings.redis.url))
+        self.invoker = Invoker(self.database, settings, services=self)
+        self.cursors = CursorCodec(settings.app.secret_key.get_secret_value())
+        self.problems = ProblemRenderer(app.errors, settings, self.database)
+        self.started = False
+
+    def migrator(self) -> Migrator:
+        return Migrator(self.database, branch=self.app.name, versions_dir=self.app.migrations,
+                        metadata=self.app.metadata)
+
+    async def startup(self) -> None:
+        """Apply migrations when configured, then run the app's start-up hooks."""
+        if self.started:
+            return
+        if self.settings.database.auto_migrate:
+            await anyio.to_thread.run_sync(self.migrator().upgrade)
+        for hook in self.app.startup_hooks:
+            if inspect.iscoroutinefunction(hook):
+                await hook(self)
+            else:
+                await anyio.to_thread.run_sync(hook, self)
+        self.started = True
+        self.log.info("started", env=self.settings.env, database=self.database.backend)
+
+    async def shutdown(self) -> None:
+        """Release connections; the server has already drained in-flight requests."""
+        await anyio.to_thread.run_sync(self.database.dispose)
+        self.started = False
+        self.log.info("stopped")
+
+    async def call(self, fn: Callable[..., Any] | str, /, *, user: Principal | None = None,
+                   locale: str = "en", request_id: str = "", **args: Any) -> Any:
+        """Invoke a declared function directly (from actions, hooks, tests)."""
+        return await self.invoker.invoke(self.app.spec(fn), args, user=user, locale=locale,
+                                         request_id=request_id)
+
+    async def _check_database(self) -> None:
+        await anyio.to_thread.run_sync(self.database.ping, abandon_on_cancel=True)
+
+    def asgi(self) -> ASGIApp:
+        return build_asgi_app(self)
+
+
+def build_asgi_app(runtime: Runtime) -> ASGIApp:
+    """The request path, outermost first.
+
+    1. ``RequestIdMiddleware`` — assign or accept the request id; outermost so that
+       every response, the error middleware's included, carries ``X-Request-ID``.
+    2. ``AccessLogMiddleware`` — one line per request with the final status.
+    3. ``ErrorMiddleware`` — any exception that escaped becomes a 500 problem.
+    4. ``GZipMiddleware`` — compress bodies above ``server.gzip_min_bytes``.
+    5. ``BodyLimitMiddleware`` — 413 above ``server.max_body_bytes``.
+    6. The FastAPI router — validation, function routes, health, docs; its exception
+       handlers render every error as problem+json.
+    """
+    settings = runtime.settings
+    problems = runtime.problems
+
+    @asynccontextmanager
+    async def lifespan(_api: FastAPI) -> AsyncIterator[None]:
+        await runtime.startup()
+        yield
+        await runtime.shutdown()
+
+    app = runtime.app
+    api = build_api(
+        title=app.title, version=settings.app.version, description=app.description,
+        functions=app.functions, routers=app.routers, prefix=app.api_prefix,
+        invoker=runtime.invoker, settings=settings, problems=problems, health=runtime.health,
+        lifespan=lifespan,
+    )
+
+    async def reject_too_large(scope: Scope, receive: Receive, send: Send) -> None:
+        await problems.asgi(scope, receive, send, HTTPException(413))
+
+    stack: ASGIApp = api
+    stack = BodyLimitMiddleware(stack, max_bytes=settings.server.max_body_bytes, reject=reject_too_large)
+    stack = GZipMiddleware(stack, minimum_size=settings.server.gzip_min_bytes)
+    stack = ErrorMiddleware(stack, render=problems.asgi)
+    if settings.log.access_log:
+        stack = AccessLogMiddleware(stack)
+    stack = RequestIdMiddleware(stack)
+    return stack
+
+
+def _redis_check(url: str) -> Callable[[], Awaitable[None]]:
+    async def check() -> None:
+        import redis.asyncio as redis
+
+        client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+        try:
+            await client.ping()
+        finally:
+            await client.aclose()
+
+    return check

@@ -1,0 +1,66 @@
+"""The context every function receives: database session, caller, locale, logger, settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from bastion.settings.sections import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: a user (or API key) with roles and the permissions they grant.
+
+    A permission is ``action:scope`` (``write:all``, ``read:public``, ``write:own``).
+    """
+
+    id: str
+    roles: frozenset[str] = frozenset()
+    permissions: frozenset[str] = frozenset()
+
+    def has(self, permission: str) -> bool:
+        return permission in self.permissions
+
+
+@dataclass(slots=True)
+class Context:
+    """Passed as the first argument to every query, mutation and action.
+
+    Attributes:
+        db: The transaction's session: read-only in queries, read-write in mutations,
+            ``None`` in actions (which reach the database through queries and mutations).
+        user: The authenticated caller, or ``None``.
+        locale: The negotiated locale for messages (``en``, ``es``, ``tr``...).
+        request_id: Correlates logs, errors and (later) jobs with the request.
+        log: A structlog logger bound to the request id and the function name.
+        settings: The validated settings.
+        services: The runtime's services, for what a function needs beyond the database.
+    """
+
+    db: Session | None
+    user: Principal | None
+    locale: str
+    request_id: str
+    log: Any
+    settings: Settings
+    services: Any = None
+    function: str = ""
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def session(self) -> Session:
+        """The database session; raises in actions, which hold no transaction."""
+        if self.db is None:
+            raise RuntimeError(
+                f"{self.function or 'this function'} is an action and holds no database "
+                "transaction: call a query or mutation from it instead"
+            )
+        return self.db
+
+    def now(self) -> datetime:
+        """The current time (UTC); frozen and shifted by the test kit's clock."""
+        return datetime.now(UTC)

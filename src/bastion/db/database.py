@@ -1,0 +1,101 @@
+"""The Database facade: engines, sessions and transactions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, event, exc, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from bastion.db.engine import create_engines, normalize_url
+from bastion.errors import ReadOnlyViolation
+from bastion.settings.sections import DatabaseSection
+
+
+class ReadOnlySession(Session):
+    """Session of a query: flushing pending ORM changes is refused before any SQL is sent."""
+
+
+@event.listens_for(ReadOnlySession, "before_flush")
+def _refuse_flush(session: Session, _context: Any, _instances: Any) -> None:
+    if session.new or session.dirty or session.deleted:
+        raise ReadOnlyViolation(
+            detail="a query tried to write: queries run in a read-only transaction; use a mutation"
+        )
+
+
+class Database:
+    """Two engines over one database (see :mod:`bastion.db.engine`) and their sessions.
+
+    Args:
+        settings: The ``[database]`` section.
+    """
+
+    def __init__(self, settings: DatabaseSection) -> None:
+        self.settings = settings
+        self.url = normalize_url(settings.url)
+        self.backend = self.url.get_backend_name()
+        self.write_engine, self.read_engine = create_engines(settings)
+        self._write_sessions = sessionmaker(self.write_engine, expire_on_commit=False)
+        self._read_sessions = sessionmaker(self.read_engine, class_=ReadOnlySession, expire_on_commit=False)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.backend == "sqlite"
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A read-write transaction: committed when the block ends, rolled back on error."""
+        with self._write_sessions() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def read_transaction(self) -> Iterator[Session]:
+        """A read-only transaction with a consistent snapshot; writes raise ReadOnlyViolation."""
+        with self._read_sessions() as session:
+            try:
+                with session.begin():
+                    yield session
+            except exc.DBAPIError as error:
+                if is_read_only_error(error):
+                    raise ReadOnlyViolation(
+                        detail="a query tried to write: queries run in a read-only transaction; use a mutation"
+                    ) from error
+                raise
+
+    def ping(self) -> None:
+        """Run ``SELECT 1``; raises when the database cannot be reached."""
+        with self.read_engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    def dispose(self) -> None:
+        self.write_engine.dispose()
+        self.read_engine.dispose()
+
+    def engine_for(self, *, read_only: bool) -> Engine:
+        return self.read_engine if read_only else self.write_engine
+
+
+def is_read_only_error(error: exc.DBAPIError) -> bool:
+    """Whether a driver error says a read-only connection was asked to write."""
+    original = error.orig
+    if getattr(original, "sqlstate", None) == "25006":  # PostgreSQL read_only_sql_transaction
+        return True
+    return "readonly database" in str(original) or "read-only" in str(original)
+
+
+def is_unavailable_error(error: exc.DBAPIError) -> bool:
+    """Whether a driver error means the database cannot be reached (not a bad statement)."""
+    if error.connection_invalidated:
+        return True
+    if isinstance(error, exc.OperationalError):
+        message = str(error.orig).lower()
+        return any(
+            marker in message
+            for marker in ("could not connect", "connection refused", "database is locked",
+                           "unable to open database", "server closed", "timeout expired",
+                           "connection failed", "terminating connection")
+        )
+    return False

@@ -1,0 +1,111 @@
+"""``bastion migrate``: Alembic with one branch for the platform and one per app.
+
+The platform's revisions live in this package (branch ``bastion``); an app's live
+in its own folder (branch named after the app). ``up`` applies every head, so a
+new bastion release and a new app revision are applied by the same command.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import MetaData
+
+from bastion.db.database import Database
+from bastion.db.tables import platform_metadata
+
+_HERE = Path(__file__).parent / "migrations"
+PLATFORM_BRANCH = "bastion"
+
+
+@dataclass(frozen=True)
+class MigrationStatus:
+    current: tuple[str, ...]
+    heads: tuple[str, ...]
+
+    @property
+    def up_to_date(self) -> bool:
+        return set(self.current) == set(self.heads)
+
+
+class Migrator:
+    """Runs Alembic commands for one database, one app branch and the platform branch.
+
+    Args:
+        database: Where to apply migrations.
+        branch: The app's branch label (its name).
+        versions_dir: The app's revision folder, or None for an app without tables.
+        metadata: The app's MetaData, for autogenerate.
+    """
+
+    def __init__(
+        self, database: Database, *, branch: str, versions_dir: Path | None, metadata: MetaData | None
+    ) -> None:
+        self.database = database
+        self.branch = branch
+        self.versions_dir = versions_dir
+        self.metadata = metadata
+
+    def config(self) -> Config:
+        config = Config()
+        config.set_main_option("script_location", str(_HERE))
+        config.set_main_option("path_separator", "os")
+        locations = [str(_HERE / "versions")]
+        if self.versions_dir is not None:
+            self.versions_dir.mkdir(parents=True, exist_ok=True)
+            locations.append(str(self.versions_dir))
+        config.set_main_option("version_locations", os.pathsep.join(locations))
+        config.attributes["engine"] = self.database.write_engine
+        metadatas = [platform_metadata] + ([self.metadata] if self.metadata is not None else [])
+        config.attributes["metadata"] = metadatas
+        platform_tables = set(platform_metadata.tables)
+
+        def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+            # Autogenerate writes only the app's tables into the app's revisions.
+            table = obj if type_ == "table" else getattr(obj, "table", None)
+            table_name = getattr(table, "name", name)
+            return table_name not in platform_tables and table_name != "alembic_version"
+
+        config.attributes["include_object"] = include_object
+        return config
+
+    def upgrade(self, target: str = "heads") -> None:
+        command.upgrade(self.config(), target)
+
+    def downgrade(self, target: str | None = None) -> None:
+        """Step the app branch back by one revision, or to ``target``."""
+        command.downgrade(self.config(), target or f"{self.branch}@-1")
+
+    def make(self, message: str, *, autogenerate: bool = True) -> str:
+        """Write a new app revision; returns its file path."""
+        if self.versions_dir is None:
+            raise ValueError("this app declares no migrations folder (App(migrations=...))")
+        config = self.config()
+        script = ScriptDirectory.from_config(config)
+        has_branch = any(self.branch in (rev.branch_labels or ()) for rev in script.walk_revisions())
+        kwargs: dict[str, Any] = {"version_path": str(self.versions_dir)}
+        if has_branch:
+            kwargs["head"] = f"{self.branch}@head"
+        else:
+            kwargs.update(head="base", branch_label=self.branch, depends_on=f"{PLATFORM_BRANCH}@head")
+        revision = command.revision(config, message=message, autogenerate=autogenerate, **kwargs)
+        scripts = revision if isinstance(revision, list) else [revision]
+        return str(scripts[0].path) if scripts and scripts[0] is not None else ""
+
+    def status(self) -> MigrationStatus:
+        script = ScriptDirectory.from_config(self.config())
+        with self.database.write_engine.connect() as connection:
+            current = MigrationContext.configure(connection).get_current_heads()
+        return MigrationStatus(current=tuple(sorted(current)), heads=tuple(sorted(script.get_heads())))
+
+    def pending(self) -> Sequence[str]:
+        status = self.status()
+        return [head for head in status.heads if head not in status.current]

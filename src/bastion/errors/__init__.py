@@ -1,0 +1,51 @@
+"""Errors: stable codes, the exception tree, localized message catalogs."""
+
+from __future__ import annotations
+
+from bastion.errors.catalog import PLATFORM_CODES, ErrorCatalog, Message
+from bastion.errors.exceptions import (
+    BadRequest,
+    BastionError,
+    Conflict,
+    FieldError,
+    IntegrationError,
+    InternalError,
+    MethodNotAllowed,
+    NotAcceptable,
+    NotAuthenticated,
+    NotFound,
+    PayloadTooLarge,
+    PermissionDenied,
+    RateLimited,
+    ReadOnlyViolation,
+    ServiceUnavailable,
+    UnsupportedMediaType,
+    UpstreamFailed,
+    UpstreamTimeout,
+    ValidationFailed,
+)
+
+__all__ = [
+    "PLATFORM_CODES",
+    "BadRequest",
+    "BastionError",
+    "Conflict",
+    "ErrorCatalog",
+    "FieldError",
+    "IntegrationError",
+    "InternalError",
+    "Message",
+    "MethodNotAllowed",
+    "NotAcceptable",
+    "NotAuthenticated",
+    "NotFound",
+    "PayloadTooLarge",
+    "PermissionDenied",
+    "RateLimited",
+    "ReadOnlyViolation",
+    "ServiceUnavailable",
+    "UnsupportedMediaType",
+    "UpstreamFailed",
+    "UpstreamTimeout",
+    "ValidationFailed",
+]

@@ -1,0 +1,113 @@
+"""Run a declared function: permissions, context, transaction, result validation.
+
+Every driver (HTTP today; the worker and realtime later) calls :meth:`Invoker.invoke`,
+so queries, mutations and actions share one path for errors and transactions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import anyio.to_thread
+from sqlalchemy import exc as sa_exc
+
+from bastion.context import Context, Principal
+from bastion.db.database import Database, is_unavailable_error
+from bastion.errors import (
+    BastionError,
+    Conflict,
+    NotAuthenticated,
+    PermissionDenied,
+    ServiceUnavailable,
+)
+from bastion.functions.registry import FunctionKind, FunctionSpec
+from bastion.observability.logs import get_logger
+from bastion.settings.sections import Settings
+
+
+class Invoker:
+    """Runs functions against one database with one set of settings.
+
+    Args:
+        database: Where queries and mutations run.
+        settings: Passed to every context.
+        services: The runtime, reachable as ``ctx.services``.
+    """
+
+    def __init__(self, database: Database, settings: Settings, services: Any = None) -> None:
+        self.database = database
+        self.settings = settings
+        self.services = services
+        self._log = get_logger("bastion.functions")
+
+    async def invoke(
+        self,
+        spec: FunctionSpec,
+        args: Mapping[str, Any],
+        *,
+        user: Principal | None = None,
+        locale: str = "en",
+        request_id: str = "",
+    ) -> Any:
+        """Run ``spec`` with ``args``; returns the result validated as ``spec.response``.
+
+        Raises:
+            BastionError: for every failure a client may see (database errors mapped).
+        """
+        authorize(spec, user)
+        log = self._log.bind(function=spec.name)
+
+        def context(db: Any) -> Context:
+            return Context(db=db, user=user, locale=locale, request_id=request_id, log=log,
+                           settings=self.settings, services=self.services, function=spec.name)
+
+        if spec.kind is FunctionKind.ACTION:
+            result = await spec.fn(context(None), **args)
+            return _validate(spec, result)
+
+        run = self._run_query if spec.kind is FunctionKind.QUERY else self._run_mutation
+        return await anyio.to_thread.run_sync(run, spec, args, context)
+
+    def _run_query(self, spec: FunctionSpec, args: Mapping[str, Any],
+                   context: Callable[[Any], Context]) -> Any:
+        try:
+            with self.database.read_transaction() as session:
+                return _validate(spec, spec.fn(context(session), **args))
+        except sa_exc.DBAPIError as error:
+            raise database_error(error) from error
+
+    def _run_mutation(self, spec: FunctionSpec, args: Mapping[str, Any],
+                      context: Callable[[Any], Context]) -> Any:
+        try:
+            with self.database.transaction() as session:
+                # Validating inside the transaction means an invalid result rolls the
+                # mutation back instead of committing work the caller never sees.
+                return _validate(spec, spec.fn(context(session), **args))
+        except sa_exc.DBAPIError as error:
+            raise database_error(error) from error
+
+
+def authorize(spec: FunctionSpec, user: Principal | None) -> None:
+    """Refuse the call unless ``user`` holds every permission ``spec`` declares."""
+    if not spec.permissions:
+        return
+    if user is None:
+        raise NotAuthenticated()
+    if not spec.permissions <= user.permissions:
+        raise PermissionDenied()
+
+
+def database_error(error: sa_exc.DBAPIError) -> BastionError | sa_exc.DBAPIError:
+    """Map a driver error to the client-facing error it means, or return it unchanged."""
+    if isinstance(error, sa_exc.IntegrityError):
+        return Conflict()
+    if is_unavailable_error(error):
+        return ServiceUnavailable("database_unavailable", headers={"Retry-After": "1"})
+    return error
+
+
+def _validate(spec: FunctionSpec, result: Any) -> Any:
+    if spec.output is None:
+        return None
+    return spec.output.validate_python(result, from_attributes=True)

@@ -1,0 +1,122 @@
+"""Function declarations: what a query, mutation or action is, before anything runs."""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from pydantic import TypeAdapter
+
+
+class FunctionKind(StrEnum):
+    QUERY = "query"  #: read-only transaction, served on GET
+    MUTATION = "mutation"  #: one read-write transaction, all or nothing
+    ACTION = "action"  #: no transaction; talks to the outside world
+
+
+_DEFAULT_METHOD = {FunctionKind.QUERY: "GET", FunctionKind.MUTATION: "POST", FunctionKind.ACTION: "POST"}
+_ALLOWED_METHODS = {
+    FunctionKind.QUERY: {"GET"},
+    FunctionKind.MUTATION: {"POST", "PUT", "PATCH", "DELETE"},
+    FunctionKind.ACTION: {"GET", "POST", "PUT", "PATCH", "DELETE"},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionSpec:
+    """A declared function and how it is served.
+
+    Attributes:
+        parameters: The function's parameters after ``ctx``, annotations resolved.
+        response: The type the result is validated and serialized as (``None`` for no body).
+        permissions: Every one is required (``write:all``...).
+        cache_control: Sent on successful GET responses.
+        etag: Send ``ETag`` and answer ``If-None-Match`` with 304 (GET only).
+    """
+
+    name: str
+    kind: FunctionKind
+    fn: Callable[..., Any]
+    path: str
+    method: str
+    status_code: int
+    parameters: tuple[inspect.Parameter, ...]
+    response: Any
+    output: TypeAdapter[Any] | None
+    permissions: frozenset[str] = frozenset()
+    summary: str | None = None
+    description: str | None = None
+    tags: tuple[str, ...] = ()
+    cache_control: str | None = None
+    etag: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def declare(
+    kind: FunctionKind,
+    fn: Callable[..., Any],
+    *,
+    path: str,
+    method: str | None,
+    status_code: int | None,
+    response: Any,
+    permissions: Iterable[str],
+    name: str | None,
+    tags: Iterable[str],
+    cache_control: str | None,
+    etag: bool | None,
+) -> FunctionSpec:
+    """Check a function's shape and describe it; raises TypeError with a clear message."""
+    is_async = inspect.iscoroutinefunction(fn)
+    label = f"{kind.value} {fn.__qualname__}"
+    if kind is FunctionKind.ACTION and not is_async:
+        raise TypeError(f"{label} must be 'async def': actions wait on the network")
+    if kind is not FunctionKind.ACTION and is_async:
+        raise TypeError(
+            f"{label} must be a plain 'def': queries and mutations run on a worker thread "
+            "with a synchronous session (see docs/decisions/0002-sync-data-functions.md)"
+        )
+    chosen = (method or _DEFAULT_METHOD[kind]).upper()
+    if chosen not in _ALLOWED_METHODS[kind]:
+        raise TypeError(f"{label} cannot be served with {chosen}; use one of {sorted(_ALLOWED_METHODS[kind])}")
+    if not path.startswith("/"):
+        raise ValueError(f"{label}: path must start with '/', got {path!r}")
+
+    hints = typing.get_type_hints(fn, include_extras=True)
+    signature = inspect.signature(fn)
+    params = list(signature.parameters.values())
+    if not params:
+        raise TypeError(f"{label} must take the context as its first parameter")
+    resolved = tuple(p.replace(annotation=hints.get(p.name, p.annotation)) for p in params[1:])
+    if response is None:
+        response = hints.get("return", None)
+    if response is type(None):
+        response = None
+    if status_code is None:
+        if response is None:
+            status_code = 204
+        else:
+            status_code = 201 if chosen == "POST" and kind is FunctionKind.MUTATION else 200
+    doc = inspect.getdoc(fn) or ""
+    summary, _, description = doc.partition("\n\n")
+    return FunctionSpec(
+        name=name or fn.__name__,
+        kind=kind,
+        fn=fn,
+        path=path,
+        method=chosen,
+        status_code=status_code,
+        parameters=resolved,
+        response=response,
+        output=TypeAdapter(response) if response is not None else None,
+        permissions=frozenset(permissions),
+        summary=summary.strip() or None,
+        description=description.strip() or None,
+        tags=tuple(tags),
+        cache_control=cache_control,
+        etag=chosen == "GET" if etag is None else etag,
+    )

@@ -1,0 +1,55 @@
+"""Per-request facts kept in the ASGI scope: request id, caller, locale.
+
+Middleware writes them; endpoints and error rendering read them. They live in
+``scope["state"]`` so that Starlette's ``request.state`` sees the same values.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs
+
+from bastion.context import Principal
+from bastion.i18n import negotiate_locale
+from bastion.settings.sections import Settings
+from bastion.types import Scope
+
+REQUEST_ID = "request_id"
+USER = "user"
+USER_LOCALE = "user_locale"
+
+
+def state(scope: Scope) -> dict[str, Any]:
+    return scope.setdefault("state", {})  # type: ignore[no-any-return]
+
+
+def request_id_of(scope: Scope) -> str:
+    return str(state(scope).get(REQUEST_ID, ""))
+
+
+def user_of(scope: Scope) -> Principal | None:
+    user = state(scope).get(USER)
+    return user if isinstance(user, Principal) else None
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def locale_of(scope: Scope, settings: Settings) -> str:
+    """``?lang=`` > the user's saved preference > ``Accept-Language`` > the default."""
+    explicit = None
+    query = scope.get("query_string", b"")
+    if b"lang=" in query:
+        values = parse_qs(query.decode("latin-1")).get("lang")
+        explicit = values[0] if values else None
+    return negotiate_locale(
+        settings.i18n.locales,
+        settings.i18n.default_locale,
+        explicit=explicit,
+        preference=state(scope).get(USER_LOCALE),
+        accept_language=header(scope, b"accept-language"),
+    )

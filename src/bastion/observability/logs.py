@@ -1,0 +1,104 @@
+"""Structured logging with structlog: JSON in production, readable in development.
+
+Standard-library loggers (uvicorn, SQLAlchemy, Alembic) are routed through the same
+processors, so every line, whoever writes it, carries the request id bound in
+``structlog.contextvars`` and passes the secret scrubber.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+_SECRET_KEYS = re.compile(
+    r"(pass(word|wd)?|secret|token|authorization|api[_-]?key|cookie|card|cvv|cvc|pan|session)",
+    re.IGNORECASE,
+)
+_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
+_CARD_NUMBER = re.compile(r"\b(?:\d[ -]?){13,19}\b")
+REDACTED = "[redacted]"
+
+
+def scrub(value: Any, key: str = "") -> Any:
+    """Redact secrets: values under secret-looking keys, bearer tokens and card numbers."""
+    if key and _SECRET_KEYS.search(key) and value not in (None, "", [], {}):
+        return REDACTED
+    if isinstance(value, dict):
+        return {k: scrub(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub(v) for v in value]
+    if isinstance(value, str):
+        return _CARD_NUMBER.sub(REDACTED, _BEARER.sub(r"\1 " + REDACTED, value))
+    return value
+
+
+def _scrub_processor(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for key in list(event):
+        if key in ("event", "timestamp", "level", "logger", "exception"):
+            if key == "event" and isinstance(event[key], str):
+                event[key] = scrub(event[key])
+            continue
+        event[key] = scrub(event[key], key)
+    return event
+
+
+def configure_logging(*, level: str = "INFO", fmt: str = "auto", env: str = "development",
+                      file: str | None = None) -> None:
+    """Configure structlog and the standard library logging; safe to call again.
+
+    Args:
+        level: Minimum level.
+        fmt: ``json``, ``console`` or ``auto`` (console in development, JSON elsewhere).
+        env: The environment name, for ``auto``.
+        file: Log to this file instead of standard error.
+    """
+    use_json = fmt == "json" or (fmt == "auto" and env != "development")
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _scrub_processor,
+    ]
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if use_json
+        else structlog.dev.ConsoleRenderer(colors=file is None and sys.stderr.isatty())
+    )
+    final: list[Any] = [structlog.processors.dict_tracebacks] if use_json else []
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *final, renderer],
+    )
+    handler: logging.Handler = (
+        logging.FileHandler(file, encoding="utf-8") if file else logging.StreamHandler(sys.stderr)
+    )
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        if getattr(old, "_bastion", False):
+            root.removeHandler(old)
+    handler._bastion = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level)
+    # uvicorn's own access log would duplicate bastion's; its error logger stays.
+    logging.getLogger("uvicorn.access").disabled = True
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
+
+
+def get_logger(name: str = "bastion", **bound: Any) -> Any:
+    """A structlog logger; ``bound`` values appear on every line it writes."""
+    return structlog.get_logger(name).bind(**bound)

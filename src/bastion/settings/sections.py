@@ -1,0 +1,145 @@
+"""The settings model: one section per service, validated at start-up.
+
+Every section forbids unknown keys, so a typo in ``bastion.toml`` is reported
+instead of silently ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+#: The secret used when none is configured; production refuses to start with it.
+DEVELOPMENT_SECRET = "bastion-development-secret-do-not-use-in-production"
+
+Environment = Literal["development", "staging", "production"]
+ENVIRONMENTS: tuple[Environment, ...] = ("development", "staging", "production")
+
+
+class Section(BaseModel):
+    """Base for settings sections: strict about unknown keys, immutable after load."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AppSection(Section):
+    name: str = "bastion-app"
+    """Shown in logs, health responses and the OpenAPI title."""
+    module: str | None = None
+    """Import path of the :class:`bastion.App`, ``"package.module:attr"``; used by the CLI."""
+    version: str = "0.0.0"
+    """Reported by ``/health/ready`` and OpenAPI."""
+    secret_key: SecretStr = SecretStr(DEVELOPMENT_SECRET)
+    """Signs cursors (and later sessions and URLs). At least 32 characters in production."""
+    debug: bool = False
+    """Expose exception details in error responses. Refused in production."""
+
+
+class ServerSection(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    """Number of uvicorn worker processes for ``bastion run``."""
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    """Requests with a larger body are refused with 413 ``payload_too_large``."""
+    graceful_shutdown_s: float = Field(10.0, ge=0)
+    """On SIGTERM, in-flight requests get this long to finish before the process exits."""
+    gzip_min_bytes: int = Field(1024, ge=0)
+    """Responses at least this large are gzip-compressed when the client accepts it."""
+
+
+class DatabaseSection(Section):
+    url: str = "sqlite:///bastion.db"
+    """SQLAlchemy URL. Relative SQLite paths resolve against the config file's folder."""
+    pool_size: int = Field(5, ge=1, le=200)
+    max_overflow: int = Field(10, ge=0, le=200)
+    pool_timeout_s: float = Field(10.0, gt=0)
+    statement_timeout_ms: int = Field(30_000, ge=0)
+    """PostgreSQL ``statement_timeout``; 0 disables it."""
+    busy_timeout_ms: int = Field(5_000, ge=0)
+    """SQLite: how long a writer waits for the write lock before failing."""
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+    """SQLite WAL durability: NORMAL survives process crashes, FULL also power loss."""
+    auto_migrate: bool = False
+    """Apply pending migrations at start-up (convenient on one machine)."""
+    echo: bool = False
+    """Log every SQL statement (development only)."""
+
+
+class RedisSection(Section):
+    url: str | None = None
+    """``redis://host:port/db``; when set, ``/health/ready`` checks it."""
+
+
+class LogSection(Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["auto", "json", "console"] = "auto"
+    """``auto`` is readable console output in development and JSON elsewhere."""
+    file: str | None = None
+    """Write logs to this file instead of standard error."""
+    access_log: bool = True
+    """One log line per request with route, status and duration."""
+
+
+class ErrorsSection(Section):
+    log_codes: list[str] = Field(default_factory=list)
+    """4xx codes that are also written to the error log (5xx always are)."""
+    expose_internals: bool | None = None
+    """Show exception type and message in 500 responses; defaults to on in development only."""
+
+
+class I18nSection(Section):
+    default_locale: str = "en"
+    locales: list[str] = Field(default_factory=lambda: ["en", "es", "tr"])
+
+
+class HealthSection(Section):
+    timeout_s: float = Field(2.0, gt=0, le=60)
+    """Default time limit for one readiness check."""
+
+
+class PaginationSection(Section):
+    default_limit: int = Field(20, ge=1, le=100)
+    max_limit: int = Field(100, ge=1, le=1000)
+
+
+class Settings(BaseModel):
+    """All of bastion's settings, as loaded from ``bastion.toml`` and the environment."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    env: Environment = "development"
+    app: AppSection = AppSection()
+    server: ServerSection = ServerSection()
+    database: DatabaseSection = DatabaseSection()
+    redis: RedisSection = RedisSection()
+    log: LogSection = LogSection()
+    errors: ErrorsSection = ErrorsSection()
+    i18n: I18nSection = I18nSection()
+    health: HealthSection = HealthSection()
+    pagination: PaginationSection = PaginationSection()
+    extensions: dict[str, Any] = Field(default_factory=dict)
+    """App-declared sections (``App(config_sections={...})``), validated by their own models."""
+
+    @property
+    def is_development(self) -> bool:
+        return self.env == "development"
+
+    @property
+    def expose_internals(self) -> bool:
+        if self.errors.expose_internals is not None:
+            return self.errors.expose_internals
+        return self.is_development or self.app.debug
+
+    def section(self, name: str) -> Any:
+        """Return an app-declared settings section by name."""
+        return self.extensions[name]
+
+
+#: Built-in section names mapped to their models, in declaration order.
+BUILTIN_SECTIONS: dict[str, type[Section]] = {
+    name: field.annotation  # type: ignore[misc]
+    for name, field in Settings.model_fields.items()
+    if isinstance(field.annotation, type) and issubclass(field.annotation, Section)
+}
