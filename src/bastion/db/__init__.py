@@ -15,6 +15,7 @@ from bastion.db.pagination import (
     paginate_cursor,
     paginate_offset,
 )
+from bastion.db.types import UTCDateTime
 from bastion.db.tables import NAMING_CONVENTION, ErrorLogEntry, MetaEntry, platform_metadata
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "PageResult",
     "ReadOnlySession",
     "SortKey",
+    "UTCDateTime",
     "listing_scope",
     "paginate_cursor",
     "paginate_offset",

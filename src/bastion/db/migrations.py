@@ -8,7 +8,6 @@ new bastion release and a new app revision are applied by the same command.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,12 +27,15 @@ PLATFORM_BRANCH = "bastion"
 
 @dataclass(frozen=True)
 class MigrationStatus:
+    """``current``: the database's recorded heads; ``pending``: revisions not applied yet."""
+
     current: tuple[str, ...]
     heads: tuple[str, ...]
+    pending: tuple[str, ...]
 
     @property
     def up_to_date(self) -> bool:
-        return set(self.current) == set(self.heads)
+        return not self.pending
 
 
 class Migrator:
@@ -91,7 +93,10 @@ class Migrator:
         config = self.config()
         script = ScriptDirectory.from_config(config)
         has_branch = any(self.branch in (rev.branch_labels or ()) for rev in script.walk_revisions())
-        kwargs: dict[str, Any] = {"version_path": str(self.versions_dir)}
+        own = [rev for rev in script.walk_revisions() if self.branch in (rev.branch_labels or ())
+               or str(rev.revision).startswith(f"{self.branch}_")]
+        kwargs: dict[str, Any] = {"version_path": str(self.versions_dir),
+                                  "rev_id": f"{self.branch}_{len(own) + 1:04d}"}
         if has_branch:
             kwargs["head"] = f"{self.branch}@head"
         else:
@@ -104,8 +109,8 @@ class Migrator:
         script = ScriptDirectory.from_config(self.config())
         with self.database.write_engine.connect() as connection:
             current = MigrationContext.configure(connection).get_current_heads()
-        return MigrationStatus(current=tuple(sorted(current)), heads=tuple(sorted(script.get_heads())))
-
-    def pending(self) -> Sequence[str]:
-        status = self.status()
-        return [head for head in status.heads if head not in status.current]
+        # A recorded head stands for all of its ancestors (depends_on included).
+        applied = {rev.revision for rev in script.iterate_revisions(current, "base")} if current else set()
+        pending = [rev.revision for rev in script.walk_revisions() if rev.revision not in applied]
+        return MigrationStatus(current=tuple(sorted(current)), heads=tuple(sorted(script.get_heads())),
+                               pending=tuple(sorted(pending)))

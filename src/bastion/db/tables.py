@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, DateTime, Integer, MetaData, String, Text
+from sqlalchemy import JSON, Integer, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from bastion.db.types import UTCDateTime
 
 #: Constraint names Alembic can rely on (SQLite batch migrations need named constraints).
 NAMING_CONVENTION = {
@@ -31,7 +33,7 @@ class ErrorLogEntry(PlatformBase):
     __tablename__ = "bastion_error_log"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     code: Mapped[str] = mapped_column(String(64), index=True)
     status: Mapped[int] = mapped_column(Integer)
     method: Mapped[str] = mapped_column(String(10))
@@ -50,7 +52,7 @@ class MetaEntry(PlatformBase):
 
     key: Mapped[str] = mapped_column(String(128), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 
 platform_metadata = PlatformBase.metadata

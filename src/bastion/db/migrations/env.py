@@ -11,6 +11,8 @@ from typing import Any
 from alembic import context
 from sqlalchemy import text
 
+from bastion.db.types import UTCDateTime
+
 config = context.config
 engine = config.attributes["engine"]
 target_metadata = config.attributes["metadata"]
@@ -19,6 +21,15 @@ include_object = config.attributes.get("include_object")
 # Many processes may start with auto_migrate at once; on PostgreSQL an advisory
 # lock makes them take turns (SQLite's BEGIN IMMEDIATE already serializes them).
 _LOCK_ID = 7_311_982_044
+
+
+def render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
+    # Bastion's own column types render as short names with their import, so a
+    # generated revision runs as written.
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        autogen_context.imports.add("from bastion.db.types import UTCDateTime")
+        return "UTCDateTime()"
+    return False
 
 
 def run_migrations_online() -> None:
@@ -33,6 +44,7 @@ def run_migrations_online() -> None:
                 "target_metadata": target_metadata,
                 "render_as_batch": connection.dialect.name == "sqlite",
                 "compare_type": True,
+                "render_item": render_item,
             }
             if include_object is not None:
                 options["include_object"] = include_object

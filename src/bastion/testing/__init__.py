@@ -1,0 +1,21 @@
+"""Test kit: fixtures (pytest plugin), an in-process client, a live server, a clock."""
+
+from __future__ import annotations
+
+from bastion.testing.client import BastionClient, IdentityInjector, free_port, live_server
+from bastion.testing.clock import Clock
+from bastion.testing.databases import DatabaseFactory, migrate, selected_backend
+from bastion.testing.plugin import in_ci, require_service
+
+__all__ = [
+    "BastionClient",
+    "Clock",
+    "DatabaseFactory",
+    "IdentityInjector",
+    "free_port",
+    "in_ci",
+    "live_server",
+    "migrate",
+    "require_service",
+    "selected_backend",
+]

@@ -1,0 +1,150 @@
+"""Fresh databases for tests: build a migrated template once per run, clone it per test.
+
+SQLite: the template is a file, copied for each test. PostgreSQL: the template is a
+database, cloned with ``CREATE DATABASE ... TEMPLATE`` and dropped after the test.
+Which backend is used comes from ``BASTION_TEST_DATABASE``: ``sqlite`` (default),
+``postgres`` (``postgresql://postgres@127.0.0.1:5432/test``) or a PostgreSQL URL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sqlite3
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+from bastion.app import App
+from bastion.db.database import Database
+from bastion.settings.sections import DatabaseSection
+
+DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def selected_backend() -> tuple[str, str | None]:
+    """``("sqlite", None)`` or ``("postgres", admin_url)`` from ``BASTION_TEST_DATABASE``."""
+    choice = os.environ.get("BASTION_TEST_DATABASE", "sqlite").strip()
+    if choice in ("", "sqlite"):
+        return "sqlite", None
+    if choice == "postgres":
+        return "postgres", os.environ.get("BASTION_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
+    if choice.startswith(("postgres://", "postgresql://", "postgresql+psycopg://")):
+        return "postgres", choice
+    raise ValueError(f"BASTION_TEST_DATABASE: expected sqlite, postgres or a PostgreSQL URL, got {choice!r}")
+
+
+def postgres_unavailable_reason(admin_url: str) -> str | None:
+    """Why PostgreSQL cannot be used (``None`` when it can)."""
+    try:
+        import psycopg
+    except ImportError:
+        return "psycopg is not installed (pip install 'bastion[postgres]')"
+    try:
+        with psycopg.connect(_libpq(admin_url), connect_timeout=3):
+            return None
+    except Exception as exc:
+        return f"PostgreSQL is not reachable at {_libpq(admin_url)}: {exc}".strip()
+
+
+def _libpq(url: str) -> str:
+    parsed = make_url(url).set(drivername="postgresql")
+    return parsed.render_as_string(hide_password=False)
+
+
+def migrate(app: App, url: str) -> None:
+    """Bring a database to the app's current schema (platform and app migrations)."""
+    database = Database(DatabaseSection(url=url, pool_size=1, max_overflow=0))
+    try:
+        migrator = _migrator(app, database)
+        migrator.upgrade()
+        if app.metadata is not None and app.migrations is None:
+            app.metadata.create_all(database.write_engine)
+    finally:
+        database.dispose()
+
+
+def _migrator(app: App, database: Database):  # type: ignore[no-untyped-def]
+    from bastion.db.migrations import Migrator
+
+    return Migrator(database, branch=app.name, versions_dir=app.migrations, metadata=app.metadata)
+
+
+def _fingerprint(app: App) -> str:
+    revisions = sorted(p.name for p in app.migrations.glob("*.py")) if app.migrations else []
+    tables = sorted(app.metadata.tables) if app.metadata is not None else []
+    raw = f"{app.name}|{app.migrations}|{revisions}|{tables}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:12]
+
+
+@dataclass
+class DatabaseFactory:
+    """Makes one fresh, migrated database per test; one template per app per run."""
+
+    workdir: Path
+    backend: str
+    admin_url: str | None
+    _templates: dict[str, str] = field(default_factory=dict)
+    _created: list[str] = field(default_factory=list)
+
+    def fresh(self, app: App, name: str | None = None) -> str:
+        """A new database URL with the app's schema, independent of every other test."""
+        template = self._template(app)
+        suffix = name or uuid.uuid4().hex[:10]
+        if self.backend == "sqlite":
+            target = self.workdir / f"test_{suffix}.db"
+            shutil.copyfile(template, target)
+            return f"sqlite:///{target}"
+        assert self.admin_url is not None
+        database = f"bt_{suffix}"
+        self._execute(f'CREATE DATABASE "{database}" TEMPLATE "{template}"')
+        self._created.append(database)
+        return make_url(self.admin_url).set(database=database).render_as_string(hide_password=False)
+
+    def drop(self, url: str) -> None:
+        """Remove a database made by :meth:`fresh`."""
+        if self.backend == "sqlite":
+            path = Path(make_url(url).database or "")
+            for extra in ("", "-wal", "-shm"):
+                Path(f"{path}{extra}").unlink(missing_ok=True)
+            return
+        name = make_url(url).database
+        if name in self._created:
+            self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            self._created.remove(name)
+
+    def close(self) -> None:
+        if self.backend == "postgres":
+            for name in [*self._created, *self._templates.values()]:
+                self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            self._created.clear()
+        self._templates.clear()
+
+    def _template(self, app: App) -> str:
+        key = _fingerprint(app)
+        if key in self._templates:
+            return self._templates[key]
+        if self.backend == "sqlite":
+            path = self.workdir / f"template_{key}.db"
+            migrate(app, f"sqlite:///{path}")
+            with sqlite3.connect(path) as connection:  # fold the WAL in so one file is the whole DB
+                connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._templates[key] = str(path)
+        else:
+            assert self.admin_url is not None
+            name = f"bt_tpl_{key}_{os.getpid()}"
+            self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            self._execute(f'CREATE DATABASE "{name}"')
+            migrate(app, make_url(self.admin_url).set(database=name).render_as_string(hide_password=False))
+            self._templates[key] = name
+        return self._templates[key]
+
+    def _execute(self, sql: str) -> None:
+        import psycopg
+
+        assert self.admin_url is not None
+        with psycopg.connect(_libpq(self.admin_url), autocommit=True) as connection:
+            connection.execute(sql.encode())
