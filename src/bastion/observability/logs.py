@@ -20,7 +20,10 @@ _SECRET_KEYS = re.compile(
     re.IGNORECASE,
 )
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
-_CARD_NUMBER = re.compile(r"\b(?:\d[ -]?){13,19}\b")
+_KEY_VALUE = re.compile(
+    r"(?i)\b(pass(?:word|wd)?|secret|token|api[_-]?key|authorization)\b(\s*[=:]\s*)[^\s,;&'\"]+"
+)
+_CARD_NUMBER = re.compile(r"\b\d(?:[ -]?\d){12,18}\b")
 REDACTED = "[redacted]"
 
 
@@ -33,18 +36,44 @@ def scrub(value: Any, key: str = "") -> Any:
     if isinstance(value, list | tuple):
         return [scrub(v) for v in value]
     if isinstance(value, str):
-        return _CARD_NUMBER.sub(REDACTED, _BEARER.sub(r"\1 " + REDACTED, value))
+        value = _KEY_VALUE.sub(r"\1\2" + REDACTED, _BEARER.sub(r"\1 " + REDACTED, value))
+        return _CARD_NUMBER.sub(REDACTED, value)
     return value
 
 
 def _scrub_processor(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key in list(event):
-        if key in ("event", "timestamp", "level", "logger", "exception"):
-            if key == "event" and isinstance(event[key], str):
+        if key in ("timestamp", "level", "logger"):
+            continue
+        if key in ("event", "exception", "exc_info"):
+            # Messages and rendered tracebacks are scrubbed by shape, never dropped.
+            if not isinstance(event[key], BaseException | bool | tuple):
                 event[key] = scrub(event[key])
             continue
         event[key] = scrub(event[key], key)
     return event
+
+
+# Tracebacks without local variables: locals hold request headers and credentials.
+_TRACEBACKS = structlog.processors.ExceptionRenderer(
+    structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+)
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time of writing.
+
+    A plain StreamHandler keeps the stream it was created with, which breaks when
+    the stream is replaced later (test runners, daemonizing, interactive tools).
+    """
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
 
 
 def configure_logging(*, level: str = "INFO", fmt: str = "auto", env: str = "development",
@@ -70,7 +99,10 @@ def configure_logging(*, level: str = "INFO", fmt: str = "auto", env: str = "dev
         if use_json
         else structlog.dev.ConsoleRenderer(colors=file is None and sys.stderr.isatty())
     )
-    final: list[Any] = [structlog.processors.dict_tracebacks] if use_json else []
+    final: list[Any] = (
+        [_TRACEBACKS, _scrub_processor] if use_json
+        else [structlog.processors.format_exc_info, _scrub_processor]
+    )
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
@@ -82,7 +114,7 @@ def configure_logging(*, level: str = "INFO", fmt: str = "auto", env: str = "dev
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *final, renderer],
     )
     handler: logging.Handler = (
-        logging.FileHandler(file, encoding="utf-8") if file else logging.StreamHandler(sys.stderr)
+        logging.FileHandler(file, encoding="utf-8") if file else _StderrHandler()
     )
     handler.setFormatter(formatter)
     root = logging.getLogger()

@@ -1,0 +1,84 @@
+"""``bastion routes``: every HTTP route of the app, as the server will serve it.
+
+The table is read from the FastAPI application the runtime builds, so it shows
+the real paths (API prefix included), the routers mounted beside the functions
+and bastion's own routes (health, docs, OpenAPI).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from rich.table import Table
+from starlette.routing import BaseRoute, Mount, Route
+
+from bastion.app import App
+from bastion.cli.discovery import AppArgument, ConfigOption, locate
+from bastion.cli.output import reporting, stdout
+
+_KIND_STYLE = {"query": "cyan", "mutation": "magenta", "action": "yellow", "router": "blue", "platform": "dim"}
+
+
+@dataclass(frozen=True)
+class RouteRow:
+    """One row of the table.
+
+    Attributes:
+        kind: ``query``, ``mutation``, ``action``, ``router`` (a mounted FastAPI
+            router) or ``platform`` (bastion's own routes).
+    """
+
+    method: str
+    path: str
+    kind: str
+    function: str
+    permissions: tuple[str, ...] = ()
+
+
+def routes(app: AppArgument = None, config: ConfigOption = None) -> None:
+    """List the app's routes: method, path, kind, function and required permissions."""
+    with reporting():
+        project = locate(app, config)
+        api = project.api()
+        table = Table(title=f"Routes of {project.app.name}", title_justify="left")
+        table.add_column("Method", style="bold", no_wrap=True)
+        table.add_column("Path", no_wrap=True)
+        table.add_column("Kind", no_wrap=True)
+        table.add_column("Function", no_wrap=True)
+        table.add_column("Permissions")
+        for row in route_rows(project.app, api):
+            style = _KIND_STYLE.get(row.kind, "")
+            table.add_row(row.method, row.path, f"[{style}]{row.kind}[/]" if style else row.kind,
+                          row.function, ", ".join(row.permissions) or "[dim]-[/]")
+        stdout().print(table)
+
+
+def route_rows(app: App, api: FastAPI) -> Iterator[RouteRow]:
+    """The rows for ``app`` served by ``api``, in the order FastAPI matches them."""
+    specs = {(app.api_prefix + spec.path, spec.method, spec.name): spec for spec in app.functions}
+    # include_router copies routes but keeps their endpoints: identity tells them apart.
+    from_routers = {route.endpoint for router, _ in app.routers for route in router.routes
+                    if isinstance(route, APIRoute)}
+    for route in api.routes:
+        for method, path, name, endpoint in _describe(route):
+            spec = specs.get((path, method, name))
+            if spec is not None:
+                yield RouteRow(method, path, spec.kind.value, spec.name, tuple(sorted(spec.permissions)))
+            elif endpoint is not None and endpoint in from_routers:
+                yield RouteRow(method, path, "router", name)
+            else:
+                yield RouteRow(method, path, "platform", name)
+
+
+def _describe(route: BaseRoute) -> Iterator[tuple[str, str, str, Callable[..., Any] | None]]:
+    if isinstance(route, APIRoute | Route):
+        # HEAD is implied by GET; listing it twice would only add noise.
+        methods = sorted((route.methods or set()) - {"HEAD"}) or ["GET"]
+        for method in methods:
+            yield method, route.path, route.name, route.endpoint
+    elif isinstance(route, Mount):
+        yield "GET", f"{route.path}/…", route.name or "", None
