@@ -102,29 +102,86 @@ class App:
 
         return decorator
 
-    def query(self, path: str, *, response: Any = None, permissions: Iterable[str] = (),
-              name: str | None = None, tags: Iterable[str] = (), cache_control: str | None = None,
-              etag: bool | None = None) -> Callable[[F], F]:
+    def query(
+        self,
+        path: str,
+        *,
+        response: Any = None,
+        permissions: Iterable[str] = (),
+        name: str | None = None,
+        tags: Iterable[str] = (),
+        cache_control: str | None = None,
+        etag: bool | None = None,
+    ) -> Callable[[F], F]:
         """Declare a read-only function served on ``GET path``."""
-        return self._register(FunctionKind.QUERY, path, dict(
-            method="GET", status_code=None, response=response, permissions=permissions, name=name,
-            tags=tags, cache_control=cache_control, etag=etag))
+        return self._register(
+            FunctionKind.QUERY,
+            path,
+            dict(
+                method="GET",
+                status_code=None,
+                response=response,
+                permissions=permissions,
+                name=name,
+                tags=tags,
+                cache_control=cache_control,
+                etag=etag,
+            ),
+        )
 
-    def mutation(self, path: str, *, method: str = "POST", status_code: int | None = None,
-                 response: Any = None, permissions: Iterable[str] = (), name: str | None = None,
-                 tags: Iterable[str] = ()) -> Callable[[F], F]:
+    def mutation(
+        self,
+        path: str,
+        *,
+        method: str = "POST",
+        status_code: int | None = None,
+        response: Any = None,
+        permissions: Iterable[str] = (),
+        name: str | None = None,
+        tags: Iterable[str] = (),
+    ) -> Callable[[F], F]:
         """Declare a read-write function: one transaction, committed only if it returns."""
-        return self._register(FunctionKind.MUTATION, path, dict(
-            method=method, status_code=status_code, response=response, permissions=permissions,
-            name=name, tags=tags, cache_control=None, etag=False))
+        return self._register(
+            FunctionKind.MUTATION,
+            path,
+            dict(
+                method=method,
+                status_code=status_code,
+                response=response,
+                permissions=permissions,
+                name=name,
+                tags=tags,
+                cache_control=None,
+                etag=False,
+            ),
+        )
 
-    def action(self, path: str, *, method: str = "POST", status_code: int | None = None,
-               response: Any = None, permissions: Iterable[str] = (), name: str | None = None,
-               tags: Iterable[str] = ()) -> Callable[[F], F]:
+    def action(
+        self,
+        path: str,
+        *,
+        method: str = "POST",
+        status_code: int | None = None,
+        response: Any = None,
+        permissions: Iterable[str] = (),
+        name: str | None = None,
+        tags: Iterable[str] = (),
+    ) -> Callable[[F], F]:
         """Declare an async function that talks to the outside world; it holds no transaction."""
-        return self._register(FunctionKind.ACTION, path, dict(
-            method=method, status_code=status_code, response=response, permissions=permissions,
-            name=name, tags=tags, cache_control=None, etag=False))
+        return self._register(
+            FunctionKind.ACTION,
+            path,
+            dict(
+                method=method,
+                status_code=status_code,
+                response=response,
+                permissions=permissions,
+                name=name,
+                tags=tags,
+                cache_control=None,
+                etag=False,
+            ),
+        )
 
     def include_router(self, router: APIRouter, *, prefix: str = "") -> None:
         """Mount a plain FastAPI router beside bastion's functions."""
@@ -144,8 +201,11 @@ class App:
 
     def load_settings(self, path: str | Path | None = None, **options: Any) -> Settings:
         """Load settings with this app's extra sections; see :func:`bastion.load_settings`."""
-        return load_settings(path if path is not None else self._default_config(),
-                             extensions=self.config_sections, **options)
+        return load_settings(
+            path if path is not None else self._default_config(),
+            extensions=self.config_sections,
+            **options,
+        )
 
     def _default_config(self) -> Path | None:
         import os
@@ -184,8 +244,12 @@ class Runtime:
         self.started = False
 
     def migrator(self) -> Migrator:
-        return Migrator(self.database, branch=self.app.name, versions_dir=self.app.migrations,
-                        metadata=self.app.metadata)
+        return Migrator(
+            self.database,
+            branch=self.app.name,
+            versions_dir=self.app.migrations,
+            metadata=self.app.metadata,
+        )
 
     async def startup(self) -> None:
         """Apply migrations when configured, then run the app's start-up hooks."""
@@ -207,11 +271,20 @@ class Runtime:
         self.started = False
         self.log.info("stopped")
 
-    async def call(self, fn: Callable[..., Any] | str, /, *, user: Principal | None = None,
-                   locale: str = "en", request_id: str = "", **args: Any) -> Any:
+    async def call(
+        self,
+        fn: Callable[..., Any] | str,
+        /,
+        *,
+        user: Principal | None = None,
+        locale: str = "en",
+        request_id: str = "",
+        **args: Any,
+    ) -> Any:
         """Invoke a declared function directly (from actions, hooks, tests)."""
-        return await self.invoker.invoke(self.app.spec(fn), args, user=user, locale=locale,
-                                         request_id=request_id)
+        return await self.invoker.invoke(
+            self.app.spec(fn), args, user=user, locale=locale, request_id=request_id
+        )
 
     async def _check_database(self) -> None:
         await anyio.to_thread.run_sync(self.database.ping, abandon_on_cancel=True)
@@ -243,9 +316,16 @@ def build_asgi_app(runtime: Runtime) -> ASGIApp:
 
     app = runtime.app
     api = build_api(
-        title=app.title, version=settings.app.version, description=app.description,
-        functions=app.functions, routers=app.routers, prefix=app.api_prefix,
-        invoker=runtime.invoker, settings=settings, problems=problems, health=runtime.health,
+        title=app.title,
+        version=settings.app.version,
+        description=app.description,
+        functions=app.functions,
+        routers=app.routers,
+        prefix=app.api_prefix,
+        invoker=runtime.invoker,
+        settings=settings,
+        problems=problems,
+        health=runtime.health,
         lifespan=lifespan,
     )
 
@@ -253,7 +333,9 @@ def build_asgi_app(runtime: Runtime) -> ASGIApp:
         await problems.asgi(scope, receive, send, HTTPException(413))
 
     stack: ASGIApp = api
-    stack = BodyLimitMiddleware(stack, max_bytes=settings.server.max_body_bytes, reject=reject_too_large)
+    stack = BodyLimitMiddleware(
+        stack, max_bytes=settings.server.max_body_bytes, reject=reject_too_large
+    )
     stack = GZipMiddleware(stack, minimum_size=settings.server.gzip_min_bytes)
     stack = ErrorMiddleware(stack, render=problems.asgi)
     if settings.log.access_log:

@@ -43,13 +43,17 @@ async def test_a_mutation_that_raises_after_writing_leaves_no_trace(
     assert _notes(runtime) == []
 
 
-async def test_a_mutation_whose_result_is_invalid_is_rolled_back(client: BastionClient, runtime: Runtime) -> None:
+async def test_a_mutation_whose_result_is_invalid_is_rolled_back(
+    client: BastionClient, runtime: Runtime
+) -> None:
     response = await client.post("/api/v1/notes/bad-result", json={"text": "ghost"})
     assert response.status_code == 500
     assert _notes(runtime) == []
 
 
-async def test_a_unique_violation_is_a_conflict_and_commits_nothing(client: BastionClient, runtime: Runtime) -> None:
+async def test_a_unique_violation_is_a_conflict_and_commits_nothing(
+    client: BastionClient, runtime: Runtime
+) -> None:
     assert (await client.post("/api/v1/notes", json={"text": "same"})).status_code == 201
     second = await client.post("/api/v1/notes", json={"text": "same"})
     assert second.status_code == 409
@@ -67,12 +71,16 @@ async def test_actions_hold_no_session_but_can_call_queries(client: BastionClien
     await client.post("/api/v1/notes", json={"text": "one"})
     refused = await client.post("/api/v1/action/session")
     assert refused.status_code == 500
-    assert "holds no database transaction" in refused.json()["exception"], "development shows internals"
+    assert "holds no database transaction" in refused.json()["exception"], (
+        "development shows internals"
+    )
     counted = await client.post("/api/v1/action/count")
     assert counted.json() == {"notes": 1}
 
 
-async def test_concurrent_mutations_on_sqlite_all_commit(client: BastionClient, runtime: Runtime) -> None:
+async def test_concurrent_mutations_on_sqlite_all_commit(
+    client: BastionClient, runtime: Runtime
+) -> None:
     import anyio
 
     async def create(index: int) -> None:
@@ -89,15 +97,22 @@ async def test_concurrent_mutations_on_sqlite_all_commit(client: BastionClient, 
 def test_function_shapes_are_checked_at_declaration() -> None:
     other = App("shapes")
     with pytest.raises(TypeError, match="must be a plain 'def'"):
+
         @other.query("/q")
         async def async_query(ctx: object) -> None: ...
+
     with pytest.raises(TypeError, match="must be 'async def'"):
+
         @other.action("/a")
         def sync_action(ctx: object) -> None: ...
+
     with pytest.raises(TypeError, match="cannot be served with GET"):
+
         @other.mutation("/m", method="GET")
         def get_mutation(ctx: object) -> None: ...
+
     with pytest.raises(TypeError, match="context as its first parameter"):
+
         @other.query("/none")
         def no_context() -> None: ...
 

@@ -25,8 +25,12 @@ def bastion_app() -> App:
 
 @pytest.fixture
 async def production(bastion_database_url: str) -> AsyncIterator[tuple[Runtime, BastionClient]]:
-    settings = load_settings(None, env="production", environ={"BASTION_APP_SECRET_KEY": "p" * 40},
-                             overrides={"database": {"url": bastion_database_url}})
+    settings = load_settings(
+        None,
+        env="production",
+        environ={"BASTION_APP_SECRET_KEY": "p" * 40},
+        overrides={"database": {"url": bastion_database_url}},
+    )
     runtime = app.runtime(settings)
     await runtime.startup()
     async with BastionClient(runtime.asgi()) as client:
@@ -46,7 +50,9 @@ def _lines(capfd: pytest.CaptureFixture[str]) -> list[dict[str, object]]:
     return [json.loads(line) for line in (out + err).splitlines() if line.startswith("{")]
 
 
-async def test_a_well_formed_request_id_is_echoed_and_a_bad_one_replaced(client: BastionClient) -> None:
+async def test_a_well_formed_request_id_is_echoed_and_a_bad_one_replaced(
+    client: BastionClient,
+) -> None:
     echoed = await client.get("/api/v1/notes/count", headers={"X-Request-ID": "req-123.abc"})
     assert echoed.headers["x-request-id"] == "req-123.abc"
     replaced = await client.get("/api/v1/notes/count", headers={"X-Request-ID": "bad id\n{json}"})
@@ -59,7 +65,9 @@ async def test_a_well_formed_request_id_is_echoed_and_a_bad_one_replaced(client:
 async def test_one_access_log_line_per_request_with_route_and_request_id(
     bastion_database_url: str, json_logs: pytest.CaptureFixture[str]
 ) -> None:
-    settings = load_settings(None, environ={}, overrides={"database": {"url": bastion_database_url}})
+    settings = load_settings(
+        None, environ={}, overrides={"database": {"url": bastion_database_url}}
+    )
     runtime = app.runtime(settings)
     async with BastionClient(runtime.asgi()) as client:
         await client.get("/api/v1/notes/41", headers={"X-Request-ID": "trace-me"})
@@ -67,7 +75,12 @@ async def test_one_access_log_line_per_request_with_route_and_request_id(
     assert len(access) == 1
     line = access[0]
     assert (line["route"], line["path"], line["status"], line["request_id"], line["method"]) == (
-        "/api/v1/notes/{note_id}", "/api/v1/notes/41", 404, "trace-me", "GET")
+        "/api/v1/notes/{note_id}",
+        "/api/v1/notes/41",
+        404,
+        "trace-me",
+        "GET",
+    )
     assert isinstance(line["duration_ms"], float)
     runtime.database.dispose()
 
@@ -80,7 +93,8 @@ async def test_production_hides_internals_logs_the_error_and_records_it(
     assert response.status_code == 500
     problem = response.json()
     assert problem["code"] == "internal_error"
-    assert "hunter2" not in response.text and "RuntimeError" not in response.text
+    assert "hunter2" not in response.text
+    assert "RuntimeError" not in response.text
     assert "exception" not in problem
     logged = [line for line in _lines(json_logs) if line.get("event") == "unhandled_exception"]
     assert len(logged) == 1
@@ -89,11 +103,18 @@ async def test_production_hides_internals_logs_the_error_and_records_it(
     with runtime.database.read_transaction() as session:
         entry = session.scalars(select(ErrorLogEntry)).one()
     assert (entry.code, entry.status, entry.route, entry.request_id) == (
-        "internal_error", 500, "/plain/boom", "boom-1")
-    assert entry.data is not None and "hunter2" not in json.dumps(entry.data)
+        "internal_error",
+        500,
+        "/plain/boom",
+        "boom-1",
+    )
+    assert entry.data is not None
+    assert "hunter2" not in json.dumps(entry.data)
 
 
-async def test_production_hides_a_query_write_attempt_detail(production: tuple[Runtime, BastionClient]) -> None:
+async def test_production_hides_a_query_write_attempt_detail(
+    production: tuple[Runtime, BastionClient],
+) -> None:
     _runtime, client = production
     response = await client.get("/api/v1/sneaky/orm")
     assert response.status_code == 500
@@ -101,8 +122,14 @@ async def test_production_hides_a_query_write_attempt_detail(production: tuple[R
 
 
 async def test_configured_4xx_codes_are_written_to_the_error_log(bastion_database_url: str) -> None:
-    settings = load_settings(None, environ={}, overrides={
-        "database": {"url": bastion_database_url}, "errors": {"log_codes": ["not_found"]}})
+    settings = load_settings(
+        None,
+        environ={},
+        overrides={
+            "database": {"url": bastion_database_url},
+            "errors": {"log_codes": ["not_found"]},
+        },
+    )
     runtime = app.runtime(settings)
     async with BastionClient(runtime.asgi()) as client:
         await client.get("/api/v1/notes/404")
@@ -128,8 +155,11 @@ async def test_an_unreachable_error_log_does_not_turn_one_error_into_two(
 
 
 async def test_streamed_bodies_over_the_limit_are_refused(bastion_database_url: str) -> None:
-    settings = load_settings(None, environ={}, overrides={
-        "database": {"url": bastion_database_url}, "server": {"max_body_bytes": 2048}})
+    settings = load_settings(
+        None,
+        environ={},
+        overrides={"database": {"url": bastion_database_url}, "server": {"max_body_bytes": 2048}},
+    )
     runtime = app.runtime(settings)
 
     async def chunks() -> AsyncIterator[bytes]:
@@ -137,8 +167,9 @@ async def test_streamed_bodies_over_the_limit_are_refused(bastion_database_url: 
             yield b'{"text": "' + b"x" * 500
 
     async with BastionClient(runtime.asgi()) as client:
-        response = await client.post("/api/v1/notes", content=chunks(),
-                                     headers={"content-type": "application/json"})
+        response = await client.post(
+            "/api/v1/notes", content=chunks(), headers={"content-type": "application/json"}
+        )
     assert response.status_code == 413
     assert response.json()["code"] == "payload_too_large"
     assert response.json()["detail"] == "The request body is larger than the limit of 2048 bytes."
@@ -171,7 +202,8 @@ async def test_health_ready_reports_each_check(client: BastionClient, runtime: R
     assert ready.status_code == 200
     body = ready.json()
     assert body["status"] == "healthy"
-    assert body["checks"][0]["name"] == "database" and body["checks"][0]["healthy"] is True
+    assert body["checks"][0]["name"] == "database"
+    assert body["checks"][0]["healthy"] is True
     assert {"version", "timestamp"} <= set(body)
 
     async def hanging() -> None:
@@ -193,10 +225,18 @@ async def test_health_ready_reports_each_check(client: BastionClient, runtime: R
     assert live.status_code == 200
 
 
-async def test_health_ready_is_503_when_the_database_is_down(caplog: pytest.LogCaptureFixture) -> None:
+async def test_health_ready_is_503_when_the_database_is_down(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.CRITICAL)
-    settings = load_settings(None, environ={}, overrides={
-        "database": {"url": "postgresql://nobody@127.0.0.1:1/none"}, "health": {"timeout_s": 3}})
+    settings = load_settings(
+        None,
+        environ={},
+        overrides={
+            "database": {"url": "postgresql://nobody@127.0.0.1:1/none"},
+            "health": {"timeout_s": 3},
+        },
+    )
     runtime = app.runtime(settings)
     async with BastionClient(runtime.asgi()) as client:
         response = await client.get("/health/ready")
@@ -211,9 +251,11 @@ async def test_health_ready_is_503_when_the_database_is_down(caplog: pytest.LogC
 async def test_docs_render_from_local_assets_and_openapi_is_3_1(client: BastionClient) -> None:
     docs = await client.get("/docs")
     assert docs.status_code == 200
-    assert "/docs/assets/swagger-ui-bundle.js" in docs.text and "cdn" not in docs.text
+    assert "/docs/assets/swagger-ui-bundle.js" in docs.text
+    assert "cdn" not in docs.text
     asset = await client.get("/docs/assets/swagger-ui-bundle.js")
-    assert asset.status_code == 200 and len(asset.content) > 100_000
+    assert asset.status_code == 200
+    assert len(asset.content) > 100_000
     schema = (await client.get("/openapi.json")).json()
     assert schema["openapi"].startswith("3.1")
     operation = schema["paths"]["/api/v1/notes/{note_id}"]["get"]

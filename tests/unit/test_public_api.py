@@ -10,16 +10,50 @@ def test_all_is_sorted_and_complete() -> None:
     public = list(bastion.__all__)
     for name in public:
         assert hasattr(bastion, name), name
-    modules = {"app", "context", "db", "errors", "functions", "http", "i18n", "observability", "settings",
-               "types", "testing", "cli"}
+    modules = {
+        "app",
+        "context",
+        "db",
+        "errors",
+        "functions",
+        "http",
+        "i18n",
+        "observability",
+        "settings",
+        "types",
+        "testing",
+        "cli",
+    }
     assert set(exported) - set(public) <= modules | {"annotations"}
 
 
 def test_the_public_api_is_pinned() -> None:
     assert bastion.__all__ == [
-        "NAMING_CONVENTION", "App", "BadRequest", "BastionError", "Conflict", "Context", "CursorPage",
-        "FieldError", "NotAuthenticated", "NotFound", "OffsetPage", "PageResult", "PermissionDenied",
-        "Principal", "Runtime", "ServiceUnavailable", "Settings", "SettingsError", "SortKey",
-        "UTCDateTime", "ValidationFailed", "__version__", "build_asgi_app", "listing_scope",
-        "load_settings", "paginate_cursor", "paginate_offset",
+        "NAMING_CONVENTION",
+        "App",
+        "BadRequest",
+        "BastionError",
+        "Conflict",
+        "Context",
+        "CursorPage",
+        "FieldError",
+        "NotAuthenticated",
+        "NotFound",
+        "OffsetPage",
+        "PageResult",
+        "PermissionDenied",
+        "Principal",
+        "Runtime",
+        "ServiceUnavailable",
+        "Settings",
+        "SettingsError",
+        "SortKey",
+        "UTCDateTime",
+        "ValidationFailed",
+        "__version__",
+        "build_asgi_app",
+        "listing_scope",
+        "load_settings",
+        "paginate_cursor",
+        "paginate_offset",
     ]

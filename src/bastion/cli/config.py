@@ -17,7 +17,7 @@ from rich.syntax import Syntax
 from rich.text import Text
 
 from bastion.cli.discovery import AppOption, ConfigOption, app_target, config_file, locate
-from bastion.cli.output import reporting, stdout
+from bastion.cli.output import EXIT_USAGE, CommandError, reporting, stdout
 from bastion.settings import Settings, load_settings, redacted
 from bastion.settings.sections import ENVIRONMENTS
 
@@ -66,6 +66,9 @@ def show(
 
 
 def _load(env: str | None, app: str | None, config: Path | None) -> tuple[Settings, str]:
+    if env is not None and env not in ENVIRONMENTS:
+        raise CommandError(f"--env: unknown environment {env!r} (use {', '.join(ENVIRONMENTS)})",
+                           exit_code=EXIT_USAGE)
     file = config_file(config)
     if app_target(app, file) is None:
         settings = load_settings(file, env=env)

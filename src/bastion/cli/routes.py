@@ -7,10 +7,11 @@ and bastion's own routes (health, docs, OpenAPI).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import fastapi.routing
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from rich.table import Table
@@ -60,10 +61,10 @@ def routes(app: AppArgument = None, config: ConfigOption = None) -> None:
 def route_rows(app: App, api: FastAPI) -> Iterator[RouteRow]:
     """The rows for ``app`` served by ``api``, in the order FastAPI matches them."""
     specs = {(app.api_prefix + spec.path, spec.method, spec.name): spec for spec in app.functions}
-    # include_router copies routes but keeps their endpoints: identity tells them apart.
-    from_routers = {route.endpoint for router, _ in app.routers for route in router.routes
-                    if isinstance(route, APIRoute)}
-    for route in api.routes:
+    # Included routes keep their endpoint objects: identity tells router routes apart.
+    from_routers = {route.endpoint for router, _ in app.routers for route in _flat(router.routes)
+                    if getattr(route, "endpoint", None) is not None}
+    for route in _flat(api.routes):
         for method, path, name, endpoint in _describe(route):
             spec = specs.get((path, method, name))
             if spec is not None:
@@ -74,11 +75,27 @@ def route_rows(app: App, api: FastAPI) -> Iterator[RouteRow]:
                 yield RouteRow(method, path, "platform", name)
 
 
-def _describe(route: BaseRoute) -> Iterator[tuple[str, str, str, Callable[..., Any] | None]]:
-    if isinstance(route, APIRoute | Route):
+def _flat(routes: Sequence[BaseRoute]) -> Iterator[Any]:
+    """Every route, with included routers expanded.
+
+    Recent FastAPI keeps an included router as one lazy entry of ``routes`` and
+    offers ``iter_route_contexts`` to expand it (each context has the route's
+    effective path, methods, name and endpoint); older versions copy the routes in.
+    """
+    expand = getattr(fastapi.routing, "iter_route_contexts", None)
+    if expand is None:
+        yield from routes
+    else:
+        yield from expand(routes)
+
+
+def _describe(route: Any) -> Iterator[tuple[str, str, str, Callable[..., Any] | None]]:
+    original = getattr(route, "original_route", route)
+    name = str(getattr(route, "name", "") or "")
+    if isinstance(original, Mount):
+        yield "GET", f"{route.path}/…", name, None
+    elif isinstance(original, APIRoute | Route):
         # HEAD is implied by GET; listing it twice would only add noise.
-        methods = sorted((route.methods or set()) - {"HEAD"}) or ["GET"]
+        methods = sorted(set(route.methods or ()) - {"HEAD"}) or ["GET"]
         for method in methods:
-            yield method, route.path, route.name, route.endpoint
-    elif isinstance(route, Mount):
-        yield "GET", f"{route.path}/…", route.name or "", None
+            yield method, str(route.path), name, route.endpoint

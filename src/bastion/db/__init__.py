@@ -15,8 +15,8 @@ from bastion.db.pagination import (
     paginate_cursor,
     paginate_offset,
 )
-from bastion.db.types import UTCDateTime
 from bastion.db.tables import NAMING_CONVENTION, ErrorLogEntry, MetaEntry, platform_metadata
+from bastion.db.types import UTCDateTime
 
 __all__ = [
     "NAMING_CONVENTION",

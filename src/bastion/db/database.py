@@ -13,6 +13,8 @@ from bastion.db.engine import create_engines, normalize_url
 from bastion.errors import ReadOnlyViolation
 from bastion.settings.sections import DatabaseSection
 
+_QUERY_WROTE = "a query tried to write: queries run in a read-only transaction; use a mutation"
+
 
 class ReadOnlySession(Session):
     """Session of a query: flushing pending ORM changes is refused before any SQL is sent."""
@@ -21,9 +23,7 @@ class ReadOnlySession(Session):
 @event.listens_for(ReadOnlySession, "before_flush")
 def _refuse_flush(session: Session, _context: Any, _instances: Any) -> None:
     if session.new or session.dirty or session.deleted:
-        raise ReadOnlyViolation(
-            detail="a query tried to write: queries run in a read-only transaction; use a mutation"
-        )
+        raise ReadOnlyViolation(detail=_QUERY_WROTE)
 
 
 class Database:
@@ -39,7 +39,9 @@ class Database:
         self.backend = self.url.get_backend_name()
         self.write_engine, self.read_engine = create_engines(settings)
         self._write_sessions = sessionmaker(self.write_engine, expire_on_commit=False)
-        self._read_sessions = sessionmaker(self.read_engine, class_=ReadOnlySession, expire_on_commit=False)
+        self._read_sessions = sessionmaker(
+            self.read_engine, class_=ReadOnlySession, expire_on_commit=False
+        )
 
     @property
     def is_sqlite(self) -> bool:
@@ -60,9 +62,7 @@ class Database:
                     yield session
             except exc.DBAPIError as error:
                 if is_read_only_error(error):
-                    raise ReadOnlyViolation(
-                        detail="a query tried to write: queries run in a read-only transaction; use a mutation"
-                    ) from error
+                    raise ReadOnlyViolation(detail=_QUERY_WROTE) from error
                 raise
 
     def ping(self) -> None:
@@ -94,8 +94,15 @@ def is_unavailable_error(error: exc.DBAPIError) -> bool:
         message = str(error.orig).lower()
         return any(
             marker in message
-            for marker in ("could not connect", "connection refused", "database is locked",
-                           "unable to open database", "server closed", "timeout expired",
-                           "connection failed", "terminating connection")
+            for marker in (
+                "could not connect",
+                "connection refused",
+                "database is locked",
+                "unable to open database",
+                "server closed",
+                "timeout expired",
+                "connection failed",
+                "terminating connection",
+            )
         )
     return False

@@ -31,16 +31,23 @@ def create_engines(settings: DatabaseSection) -> tuple[Engine, Engine]:
     url = normalize_url(settings.url)
     backend = url.get_backend_name()
     if backend == "sqlite":
-        return _sqlite_engine(url, settings, read_only=False), _sqlite_engine(url, settings, read_only=True)
+        return _sqlite_engine(url, settings, read_only=False), _sqlite_engine(
+            url, settings, read_only=True
+        )
     if backend == "postgresql":
-        return _postgres_engine(url, settings, read_only=False), _postgres_engine(url, settings, read_only=True)
+        return _postgres_engine(url, settings, read_only=False), _postgres_engine(
+            url, settings, read_only=True
+        )
     raise ValueError(f"unsupported database {backend!r}: use sqlite or postgresql")
 
 
 def _sqlite_engine(url: URL, settings: DatabaseSection, *, read_only: bool) -> Engine:
     database = url.database or ""
     if database in ("", ":memory:") or database.startswith("file::memory:"):
-        raise ValueError("in-memory SQLite is not supported (each connection would see its own database); use a file")
+        raise ValueError(
+            "in-memory SQLite is not supported (each connection would see its own database); "
+            "use a file"
+        )
     Path(database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
         url,
@@ -50,8 +57,11 @@ def _sqlite_engine(url: URL, settings: DatabaseSection, *, read_only: bool) -> E
         pool_timeout=settings.pool_timeout_s,
         # The driver's own transaction handling is switched off (isolation_level=None)
         # so that the "begin" hook below decides how each transaction starts.
-        connect_args={"check_same_thread": False, "isolation_level": None,
-                      "timeout": settings.busy_timeout_ms / 1000},
+        connect_args={
+            "check_same_thread": False,
+            "isolation_level": None,
+            "timeout": settings.busy_timeout_ms / 1000,
+        },
     )
     pragmas = [
         "PRAGMA journal_mode=WAL",

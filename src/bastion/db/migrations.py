@@ -49,7 +49,12 @@ class Migrator:
     """
 
     def __init__(
-        self, database: Database, *, branch: str, versions_dir: Path | None, metadata: MetaData | None
+        self,
+        database: Database,
+        *,
+        branch: str,
+        versions_dir: Path | None,
+        metadata: MetaData | None,
     ) -> None:
         self.database = database
         self.branch = branch
@@ -70,7 +75,9 @@ class Migrator:
         config.attributes["metadata"] = metadatas
         platform_tables = set(platform_metadata.tables)
 
-        def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+        def include_object(
+            obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+        ) -> bool:
             # Autogenerate writes only the app's tables into the app's revisions.
             table = obj if type_ == "table" else getattr(obj, "table", None)
             table_name = getattr(table, "name", name)
@@ -92,15 +99,25 @@ class Migrator:
             raise ValueError("this app declares no migrations folder (App(migrations=...))")
         config = self.config()
         script = ScriptDirectory.from_config(config)
-        has_branch = any(self.branch in (rev.branch_labels or ()) for rev in script.walk_revisions())
-        own = [rev for rev in script.walk_revisions() if self.branch in (rev.branch_labels or ())
-               or str(rev.revision).startswith(f"{self.branch}_")]
-        kwargs: dict[str, Any] = {"version_path": str(self.versions_dir),
-                                  "rev_id": f"{self.branch}_{len(own) + 1:04d}"}
+        has_branch = any(
+            self.branch in (rev.branch_labels or ()) for rev in script.walk_revisions()
+        )
+        own = [
+            rev
+            for rev in script.walk_revisions()
+            if self.branch in (rev.branch_labels or ())
+            or str(rev.revision).startswith(f"{self.branch}_")
+        ]
+        kwargs: dict[str, Any] = {
+            "version_path": str(self.versions_dir),
+            "rev_id": f"{self.branch}_{len(own) + 1:04d}",
+        }
         if has_branch:
             kwargs["head"] = f"{self.branch}@head"
         else:
-            kwargs.update(head="base", branch_label=self.branch, depends_on=f"{PLATFORM_BRANCH}@head")
+            kwargs.update(
+                head="base", branch_label=self.branch, depends_on=f"{PLATFORM_BRANCH}@head"
+            )
         revision = command.revision(config, message=message, autogenerate=autogenerate, **kwargs)
         scripts = revision if isinstance(revision, list) else [revision]
         return str(scripts[0].path) if scripts and scripts[0] is not None else ""
@@ -110,7 +127,14 @@ class Migrator:
         with self.database.write_engine.connect() as connection:
             current = MigrationContext.configure(connection).get_current_heads()
         # A recorded head stands for all of its ancestors (depends_on included).
-        applied = {rev.revision for rev in script.iterate_revisions(current, "base")} if current else set()
+        applied = (
+            {rev.revision for rev in script.iterate_revisions(current, "base")}
+            if current
+            else set()
+        )
         pending = [rev.revision for rev in script.walk_revisions() if rev.revision not in applied]
-        return MigrationStatus(current=tuple(sorted(current)), heads=tuple(sorted(script.get_heads())),
-                               pending=tuple(sorted(pending)))
+        return MigrationStatus(
+            current=tuple(sorted(current)),
+            heads=tuple(sorted(script.get_heads())),
+            pending=tuple(sorted(pending)),
+        )

@@ -86,7 +86,9 @@ class CursorCodec:
         self._key = hashlib.sha256(b"bastion.cursor:" + raw).digest()
 
     def encode(self, scope: str, values: Sequence[Any]) -> str:
-        payload = json.dumps([scope, [_jsonable(v) for v in values]], separators=(",", ":")).encode()
+        payload = json.dumps(
+            [scope, [_jsonable(v) for v in values]], separators=(",", ":")
+        ).encode()
         signature = hmac.new(self._key, payload, hashlib.sha256).digest()[:_SIGNATURE_BYTES]
         return base64.urlsafe_b64encode(signature + payload).rstrip(b"=").decode()
 
@@ -116,7 +118,9 @@ def invalid_cursor() -> ValidationFailed:
 
 def listing_scope(name: str, **params: Any) -> str:
     """A short fingerprint of a listing (its name, sort and filters) for cursor scoping."""
-    canonical = json.dumps([name, sorted((k, _jsonable(v)) for k, v in params.items())], default=str)
+    canonical = json.dumps(
+        [name, sorted((k, _jsonable(v)) for k, v in params.items())], default=str
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
@@ -141,7 +145,9 @@ def paginate_cursor(
         values = codec.decode(cursor, scope)
         if len(values) != len(keys):
             raise invalid_cursor()
-        statement = statement.where(_after(keys, [_restore(v, k) for v, k in zip(values, keys, strict=True)]))
+        statement = statement.where(
+            _after(keys, [_restore(v, k) for v, k in zip(values, keys, strict=True)])
+        )
     ordering = [k.column.desc() if k.descending else k.column.asc() for k in keys]
     rows = list(session.scalars(statement.order_by(*ordering).limit(limit + 1)))
     has_more = len(rows) > limit
@@ -150,15 +156,23 @@ def paginate_cursor(
     if has_more and rows:
         last = rows[-1]
         next_cursor = codec.encode(scope, [getattr(last, k.attr) for k in keys])
-    return PageResult(rows, CursorPagination(limit=limit, next_cursor=next_cursor, has_more=has_more))
+    return PageResult(
+        rows, CursorPagination(limit=limit, next_cursor=next_cursor, has_more=has_more)
+    )
 
 
-def paginate_offset(session: Session, statement: Select[Any], *, page: int, limit: int) -> PageResult[Any]:
+def paginate_offset(
+    session: Session, statement: Select[Any], *, page: int, limit: int
+) -> PageResult[Any]:
     """Fetch page ``page`` (from 1) of an ordered ``statement`` with the total count."""
-    total = session.scalar(select(func.count()).select_from(statement.order_by(None).subquery())) or 0
+    total = (
+        session.scalar(select(func.count()).select_from(statement.order_by(None).subquery())) or 0
+    )
     rows = list(session.scalars(statement.limit(limit).offset((page - 1) * limit)))
     pages = math.ceil(total / limit) if total else 0
-    return PageResult(rows, OffsetPagination(page=page, limit=limit, total=total, total_pages=pages))
+    return PageResult(
+        rows, OffsetPagination(page=page, limit=limit, total=total, total_pages=pages)
+    )
 
 
 def _after(keys: Sequence[SortKey], values: Sequence[Any]) -> ColumnElement[bool]:

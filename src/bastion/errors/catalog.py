@@ -73,7 +73,9 @@ class ErrorCatalog:
         if not code.isidentifier() or code != code.lower():
             raise ValueError(f"error codes are snake_case identifiers, got {code!r}")
         if code in self.statuses and self.statuses[code] != status:
-            raise ValueError(f"error code {code!r} is already declared with status {self.statuses[code]}")
+            raise ValueError(
+                f"error code {code!r} is already declared with status {self.statuses[code]}"
+            )
         self.statuses[code] = status
         for locale, texts in (messages or {}).items():
             self._add(locale, code, texts)

@@ -59,8 +59,16 @@ class Invoker:
         log = self._log.bind(function=spec.name)
 
         def context(db: Any) -> Context:
-            return Context(db=db, user=user, locale=locale, request_id=request_id, log=log,
-                           settings=self.settings, services=self.services, function=spec.name)
+            return Context(
+                db=db,
+                user=user,
+                locale=locale,
+                request_id=request_id,
+                log=log,
+                settings=self.settings,
+                services=self.services,
+                function=spec.name,
+            )
 
         if spec.kind is FunctionKind.ACTION:
             result = await spec.fn(context(None), **args)
@@ -69,16 +77,18 @@ class Invoker:
         run = self._run_query if spec.kind is FunctionKind.QUERY else self._run_mutation
         return await anyio.to_thread.run_sync(run, spec, args, context)
 
-    def _run_query(self, spec: FunctionSpec, args: Mapping[str, Any],
-                   context: Callable[[Any], Context]) -> Any:
+    def _run_query(
+        self, spec: FunctionSpec, args: Mapping[str, Any], context: Callable[[Any], Context]
+    ) -> Any:
         try:
             with self.database.read_transaction() as session:
                 return _validate(spec, spec.fn(context(session), **args))
         except sa_exc.DBAPIError as error:
             raise database_error(error) from error
 
-    def _run_mutation(self, spec: FunctionSpec, args: Mapping[str, Any],
-                      context: Callable[[Any], Context]) -> Any:
+    def _run_mutation(
+        self, spec: FunctionSpec, args: Mapping[str, Any], context: Callable[[Any], Context]
+    ) -> Any:
         try:
             with self.database.transaction() as session:
                 # Validating inside the transaction means an invalid result rolls the

@@ -18,7 +18,11 @@ class FunctionKind(StrEnum):
     ACTION = "action"  #: no transaction; talks to the outside world
 
 
-_DEFAULT_METHOD = {FunctionKind.QUERY: "GET", FunctionKind.MUTATION: "POST", FunctionKind.ACTION: "POST"}
+_DEFAULT_METHOD = {
+    FunctionKind.QUERY: "GET",
+    FunctionKind.MUTATION: "POST",
+    FunctionKind.ACTION: "POST",
+}
 _ALLOWED_METHODS = {
     FunctionKind.QUERY: {"GET"},
     FunctionKind.MUTATION: {"POST", "PUT", "PATCH", "DELETE"},
@@ -82,7 +86,9 @@ def declare(
         )
     chosen = (method or _DEFAULT_METHOD[kind]).upper()
     if chosen not in _ALLOWED_METHODS[kind]:
-        raise TypeError(f"{label} cannot be served with {chosen}; use one of {sorted(_ALLOWED_METHODS[kind])}")
+        raise TypeError(
+            f"{label} cannot be served with {chosen}; use one of {sorted(_ALLOWED_METHODS[kind])}"
+        )
     if not path.startswith("/"):
         raise ValueError(f"{label}: path must start with '/', got {path!r}")
 

@@ -37,11 +37,21 @@ from bastion.types import Receive, Scope, Send
 PROBLEM_JSON = "application/problem+json"
 TYPE_PREFIX = "urn:bastion:error:"
 
-_STATUS_CODES = {400: "bad_request", 401: "not_authenticated", 403: "permission_denied",
-                 404: "not_found", 405: "method_not_allowed", 406: "not_acceptable",
-                 409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type",
-                 429: "rate_limited", 502: "upstream_failed", 503: "service_unavailable",
-                 504: "upstream_timeout"}
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "not_authenticated",
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+    502: "upstream_failed",
+    503: "service_unavailable",
+    504: "upstream_timeout",
+}
 
 
 def field_path(loc: Sequence[Any]) -> str:
@@ -63,14 +73,24 @@ def classify(exc: BaseException, *, body_limit: int | None = None) -> BastionErr
         errors = list(exc.errors())
         if any(e.get("type") == "json_invalid" for e in errors):
             return BadRequest("invalid_json")
-        return ValidationFailed(errors=[
-            FieldError(field_path(e.get("loc", ())), str(e.get("type", "value_error")),
-                       str(e.get("msg", "")), _params(e.get("ctx")))
-            for e in errors
-        ])
+        return ValidationFailed(
+            errors=[
+                FieldError(
+                    field_path(e.get("loc", ())),
+                    str(e.get("type", "value_error")),
+                    str(e.get("msg", "")),
+                    _params(e.get("ctx")),
+                )
+                for e in errors
+            ]
+        )
     if isinstance(exc, HTTPException):
-        code = _STATUS_CODES.get(exc.status_code, "internal_error" if exc.status_code >= 500 else "bad_request")
-        params = {"limit": body_limit} if exc.status_code == 413 and body_limit else {}
+        code = _STATUS_CODES.get(
+            exc.status_code, "internal_error" if exc.status_code >= 500 else "bad_request"
+        )
+        params: dict[str, Any] = (
+            {"limit": body_limit} if exc.status_code == 413 and body_limit else {}
+        )
         return BastionError(code, status=exc.status_code, headers=dict(exc.headers or {}), **params)
     if isinstance(exc, sa_exc.DBAPIError):
         mapped = database_error(exc)
@@ -94,7 +114,9 @@ class ProblemRenderer:
         database: Where the error log is written (``None`` skips it).
     """
 
-    def __init__(self, catalog: ErrorCatalog, settings: Settings, database: Database | None) -> None:
+    def __init__(
+        self, catalog: ErrorCatalog, settings: Settings, database: Database | None
+    ) -> None:
         self.catalog = catalog
         self.settings = settings
         self.database = database
@@ -129,14 +151,20 @@ class ProblemRenderer:
         headers = dict(error.headers)
         if status >= 500 or code in self.log_codes:
             await self._record(scope, code, status, detail, exc)
-        return Response(json.dumps(body, ensure_ascii=False), status_code=status,
-                        headers=headers, media_type=PROBLEM_JSON)
+        return Response(
+            json.dumps(body, ensure_ascii=False),
+            status_code=status,
+            headers=headers,
+            media_type=PROBLEM_JSON,
+        )
 
     def _field(self, error: FieldError, locale: str) -> dict[str, Any]:
         params = dict(error.params or {})
         if "expected" in params and isinstance(params["expected"], str):
             params["expected"] = params["expected"].replace("'", "")
-        message = self.catalog.render_field(error.code, locale, params) or error.message or error.code
+        message = (
+            self.catalog.render_field(error.code, locale, params) or error.message or error.code
+        )
         return {"field": error.field, "code": error.code, "message": message}
 
     async def asgi(self, scope: Scope, receive: Receive, send: Send, exc: BaseException) -> None:
@@ -148,18 +176,28 @@ class ProblemRenderer:
         """FastAPI exception handler signature."""
         return await self.response(request.scope, exc)
 
-    async def _record(self, scope: Scope, code: str, status: int, detail: str, exc: BaseException) -> None:
+    async def _record(
+        self, scope: Scope, code: str, status: int, detail: str, exc: BaseException
+    ) -> None:
         if self.database is None:
             return
         route = scope.get("route")
         user = user_of(scope)
         entry = ErrorLogEntry(
-            code=code, status=status, method=str(scope.get("method", "")),
-            path=str(scope.get("path", ""))[:2048], route=getattr(route, "path", None),
-            user_id=user.id if user else None, request_id=request_id_of(scope) or None,
+            code=code,
+            status=status,
+            method=str(scope.get("method", "")),
+            path=str(scope.get("path", ""))[:2048],
+            route=getattr(route, "path", None),
+            user_id=user.id if user else None,
+            request_id=request_id_of(scope) or None,
             detail=detail,
-            data=scrub({"exception": f"{type(exc).__name__}: {exc}"[:2000],
-                        "query": scope.get("query_string", b"").decode("latin-1")[:2000]}),
+            data=scrub(
+                {
+                    "exception": f"{type(exc).__name__}: {exc}"[:2000],
+                    "query": scope.get("query_string", b"").decode("latin-1")[:2000],
+                }
+            ),
         )
 
         def write() -> None:
@@ -170,4 +208,6 @@ class ProblemRenderer:
         try:
             await anyio.to_thread.run_sync(write)
         except Exception as failure:  # the error log must never turn one error into two
-            self._log.warning("error_log_write_failed", error=f"{type(failure).__name__}: {failure}")
+            self._log.warning(
+                "error_log_write_failed", error=f"{type(failure).__name__}: {failure}"
+            )

@@ -49,4 +49,6 @@ def result_response(spec: FunctionSpec, result: Any, if_none_match: str | None) 
             return Response(status_code=304, headers=headers)
     elif spec.cache_control:
         headers["Cache-Control"] = spec.cache_control
-    return Response(body, status_code=spec.status_code, headers=headers, media_type="application/json")
+    return Response(
+        body, status_code=spec.status_code, headers=headers, media_type="application/json"
+    )

@@ -33,11 +33,24 @@ _PROBLEM_SCHEMA = {
     "type": "object",
     "required": ["type", "title", "status", "code", "request_id"],
     "properties": {
-        "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
-        "detail": {"type": "string"}, "code": {"type": "string"}, "request_id": {"type": "string"},
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "code": {"type": "string"},
+        "request_id": {"type": "string"},
         "instance": {"type": "string"},
-        "errors": {"type": "array", "items": {"type": "object", "properties": {
-            "field": {"type": "string"}, "code": {"type": "string"}, "message": {"type": "string"}}}},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "field": {"type": "string"},
+                    "code": {"type": "string"},
+                    "message": {"type": "string"},
+                },
+            },
+        },
     },
 }
 
@@ -52,7 +65,10 @@ def endpoint_for(spec: FunctionSpec, invoker: Invoker, settings: Settings) -> Ca
         if accept and not accepts_json(accept):
             raise NotAcceptable()
         result = await invoker.invoke(
-            spec, kwargs, user=user_of(scope), locale=locale_of(scope, settings),
+            spec,
+            kwargs,
+            user=user_of(scope),
+            locale=locale_of(scope, settings),
             request_id=request_id_of(scope),
         )
         return result_response(spec, result, header(scope, b"if-none-match"))
@@ -80,15 +96,24 @@ def build_api(
     lifespan: Any,
 ) -> FastAPI:
     """The FastAPI application: function routes, mounted routers, health, docs."""
-    api = FastAPI(title=title, version=version, description=description or "",
-                  openapi_url="/openapi.json", docs_url=None, redoc_url=None, lifespan=lifespan)
+    api = FastAPI(
+        title=title,
+        version=version,
+        description=description or "",
+        openapi_url="/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
     for exc_type in (BastionError, RequestValidationError, HTTPException, Exception):
         api.add_exception_handler(exc_type, problems.handler)
 
     for spec in functions:
         responses: dict[int | str, dict[str, Any]] = {
-            "default": {"description": "Error (RFC 9457 problem)",
-                        "content": {PROBLEM_JSON: {"schema": _PROBLEM_SCHEMA}}},
+            "default": {
+                "description": "Error (RFC 9457 problem)",
+                "content": {PROBLEM_JSON: {"schema": _PROBLEM_SCHEMA}},
+            },
         }
         api.add_api_route(
             prefix + spec.path,
@@ -120,8 +145,10 @@ def _add_health(api: FastAPI, health: HealthRegistry, settings: Settings) -> Non
     @api.get("/health/ready", tags=["operations"], summary="Readiness: every dependency answers")
     async def ready() -> JSONResponse:
         status, results = await health.run()
-        return JSONResponse(health_document(status, results, version),
-                            status_code=503 if status == "unhealthy" else 200)
+        return JSONResponse(
+            health_document(status, results, version),
+            status_code=503 if status == "unhealthy" else 200,
+        )
 
 
 def _add_docs(api: FastAPI, title: str) -> None:
@@ -132,7 +159,8 @@ def _add_docs(api: FastAPI, title: str) -> None:
     @api.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:
         return get_swagger_ui_html(
-            openapi_url="/openapi.json", title=f"{title} — API docs",
+            openapi_url="/openapi.json",
+            title=f"{title} — API docs",
             swagger_js_url="/docs/assets/swagger-ui-bundle.js",
             swagger_css_url="/docs/assets/swagger-ui.css",
             swagger_favicon_url="/docs/assets/favicon-32x32.png",

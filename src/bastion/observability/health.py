@@ -56,8 +56,14 @@ class HealthRegistry:
     default_timeout_s: float = 2.0
     checks: list[HealthCheck] = field(default_factory=list)
 
-    def add(self, name: str, check: CheckFunction, *, timeout_s: float | None = None,
-            critical: bool = True) -> None:
+    def add(
+        self,
+        name: str,
+        check: CheckFunction,
+        *,
+        timeout_s: float | None = None,
+        critical: bool = True,
+    ) -> None:
         if any(existing.name == name for existing in self.checks):
             raise ValueError(f"health check {name!r} is already registered")
         self.checks.append(HealthCheck(name, check, timeout_s or self.default_timeout_s, critical))
@@ -85,11 +91,17 @@ class HealthRegistry:
         status: HealthStatus = "healthy"
         for check, result in zip(self.checks, done, strict=True):
             if not result.healthy:
-                status = "unhealthy" if check.critical else ("degraded" if status == "healthy" else status)
+                status = (
+                    "unhealthy"
+                    if check.critical
+                    else ("degraded" if status == "healthy" else status)
+                )
         return status, done
 
 
-def health_document(status: HealthStatus, results: list[CheckResult], version: str) -> dict[str, Any]:
+def health_document(
+    status: HealthStatus, results: list[CheckResult], version: str
+) -> dict[str, Any]:
     return {
         "status": status,
         "checks": [

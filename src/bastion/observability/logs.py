@@ -41,7 +41,9 @@ def scrub(value: Any, key: str = "") -> Any:
     return value
 
 
-def _scrub_processor(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+def _scrub_processor(
+    _logger: Any, _name: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     for key in list(event):
         if key in ("timestamp", "level", "logger"):
             continue
@@ -67,7 +69,7 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     the stream is replaced later (test runners, daemonizing, interactive tools).
     """
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> Any:
         return sys.stderr
 
@@ -76,8 +78,9 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
-def configure_logging(*, level: str = "INFO", fmt: str = "auto", env: str = "development",
-                      file: str | None = None) -> None:
+def configure_logging(
+    *, level: str = "INFO", fmt: str = "auto", env: str = "development", file: str | None = None
+) -> None:
     """Configure structlog and the standard library logging; safe to call again.
 
     Args:
@@ -100,7 +103,8 @@ def configure_logging(*, level: str = "INFO", fmt: str = "auto", env: str = "dev
         else structlog.dev.ConsoleRenderer(colors=file is None and sys.stderr.isatty())
     )
     final: list[Any] = (
-        [_TRACEBACKS, _scrub_processor] if use_json
+        [_TRACEBACKS, _scrub_processor]
+        if use_json
         else [structlog.processors.format_exc_info, _scrub_processor]
     )
     structlog.configure(

@@ -85,7 +85,9 @@ def load_settings(
 
     selected = env or environ.get("BASTION_ENV") or "development"
     if selected not in ENVIRONMENTS:
-        problems.append(f"BASTION_ENV: unknown environment {selected!r} (use {', '.join(ENVIRONMENTS)})")
+        problems.append(
+            f"BASTION_ENV: unknown environment {selected!r} (use {', '.join(ENVIRONMENTS)})"
+        )
         selected = "development"
 
     profiles = document.pop("profile", {})
@@ -224,7 +226,11 @@ def _resolve_sqlite_path(merged: dict[str, Any], file: Path | None) -> None:
     if file is None or not isinstance(database, dict):
         return
     url = database.get("url")
-    if not isinstance(url, str) or not url.startswith("sqlite:///") or url.startswith("sqlite:////"):
+    if (
+        not isinstance(url, str)
+        or not url.startswith("sqlite:///")
+        or url.startswith("sqlite:////")
+    ):
         return
     relative = url.removeprefix("sqlite:///")
     if not relative or relative.startswith((":memory:", "file:")):

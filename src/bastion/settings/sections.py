@@ -139,7 +139,7 @@ class Settings(BaseModel):
 
 #: Built-in section names mapped to their models, in declaration order.
 BUILTIN_SECTIONS: dict[str, type[Section]] = {
-    name: field.annotation  # type: ignore[misc]
+    name: field.annotation
     for name, field in Settings.model_fields.items()
     if isinstance(field.annotation, type) and issubclass(field.annotation, Section)
 }

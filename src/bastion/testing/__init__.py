@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from bastion.testing.client import BastionClient, IdentityInjector, free_port, live_server
 from bastion.testing.clock import Clock
-from bastion.testing.databases import DatabaseFactory, migrate, selected_backend
+from bastion.testing.databases import (
+    DatabaseFactory,
+    migrate,
+    postgres_unavailable_reason,
+    redis_unavailable_reason,
+    selected_backend,
+)
 from bastion.testing.plugin import in_ci, require_service
 
 __all__ = [
@@ -16,6 +22,8 @@ __all__ = [
     "in_ci",
     "live_server",
     "migrate",
+    "postgres_unavailable_reason",
+    "redis_unavailable_reason",
     "require_service",
     "selected_backend",
 ]

@@ -39,7 +39,9 @@ class BastionClient(httpx.AsyncClient):
     def __init__(self, app: ASGIApp, **kwargs: Any) -> None:
         self._identity = IdentityInjector(app)
         transport = httpx.ASGITransport(app=self._identity, client=("127.0.0.1", 50000))
-        super().__init__(transport=transport, base_url=kwargs.pop("base_url", "http://testserver"), **kwargs)
+        super().__init__(
+            transport=transport, base_url=kwargs.pop("base_url", "http://testserver"), **kwargs
+        )
 
     @contextmanager
     def acting_as(self, principal: Principal | None) -> Iterator[BastionClient]:
@@ -62,8 +64,16 @@ def free_port() -> int:
 def live_server(app: ASGIApp, *, timeout_s: float = 10.0) -> Iterator[str]:
     """Serve ``app`` with uvicorn on a free 127.0.0.1 port in a thread; yields the base URL."""
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False,
-                            lifespan="on", proxy_headers=False, server_header=False)
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        proxy_headers=False,
+        server_header=False,
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"bastion-live-{port}", daemon=True)
     thread.start()

@@ -23,6 +23,7 @@ from bastion.db.database import Database
 from bastion.settings.sections import DatabaseSection
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def selected_backend() -> tuple[str, str | None]:
@@ -34,7 +35,9 @@ def selected_backend() -> tuple[str, str | None]:
         return "postgres", os.environ.get("BASTION_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
     if choice.startswith(("postgres://", "postgresql://", "postgresql+psycopg://")):
         return "postgres", choice
-    raise ValueError(f"BASTION_TEST_DATABASE: expected sqlite, postgres or a PostgreSQL URL, got {choice!r}")
+    raise ValueError(
+        f"BASTION_TEST_DATABASE: expected sqlite, postgres or a PostgreSQL URL, got {choice!r}"
+    )
 
 
 def postgres_unavailable_reason(admin_url: str) -> str | None:
@@ -48,6 +51,22 @@ def postgres_unavailable_reason(admin_url: str) -> str | None:
             return None
     except Exception as exc:
         return f"PostgreSQL is not reachable at {_libpq(admin_url)}: {exc}".strip()
+
+
+def redis_unavailable_reason(url: str) -> str | None:
+    """Why Redis cannot be used (``None`` when it can)."""
+    try:
+        import redis
+    except ImportError:
+        return "redis-py is not installed (pip install 'bastion[redis]')"
+    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        client.ping()
+        return None
+    except Exception as exc:
+        return f"Redis is not reachable at {url}: {exc}"
+    finally:
+        client.close()
 
 
 def _libpq(url: str) -> str:
@@ -138,7 +157,10 @@ class DatabaseFactory:
             name = f"bt_tpl_{key}_{os.getpid()}"
             self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             self._execute(f'CREATE DATABASE "{name}"')
-            migrate(app, make_url(self.admin_url).set(database=name).render_as_string(hide_password=False))
+            migrate(
+                app,
+                make_url(self.admin_url).set(database=name).render_as_string(hide_password=False),
+            )
             self._templates[key] = name
         return self._templates[key]
 

@@ -120,14 +120,22 @@ def bastion_database_url(bastion_app: App, bastion_databases: DatabaseFactory) -
 
 
 @pytest.fixture
-def bastion_settings(bastion_app: App, bastion_database_url: str,
-                     bastion_settings_overrides: dict[str, Any]) -> Settings:
-    overrides: dict[str, Any] = {key: dict(value) for key, value in bastion_settings_overrides.items()}
+def bastion_settings(
+    bastion_app: App, bastion_database_url: str, bastion_settings_overrides: dict[str, Any]
+) -> Settings:
+    overrides: dict[str, Any] = {
+        key: dict(value) for key, value in bastion_settings_overrides.items()
+    }
     overrides.setdefault("database", {})["url"] = bastion_database_url
     overrides["database"].setdefault("auto_migrate", False)
     overrides.setdefault("log", {}).setdefault("access_log", False)
-    return load_settings(None, env="development", environ={}, overrides=overrides,
-                         extensions=bastion_app.config_sections)
+    return load_settings(
+        None,
+        env="development",
+        environ={},
+        overrides=overrides,
+        extensions=bastion_app.config_sections,
+    )
 
 
 @pytest.fixture

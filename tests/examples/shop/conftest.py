@@ -10,7 +10,9 @@ ADMIN = Principal(
     roles=frozenset({"admin"}),
     permissions=frozenset({"read:all", "write:all", "delete:all"}),
 )
-USER = Principal("user-1", roles=frozenset({"user"}), permissions=frozenset({"read:public", "write:own"}))
+USER = Principal(
+    "user-1", roles=frozenset({"user"}), permissions=frozenset({"read:public", "write:own"})
+)
 
 
 @pytest.fixture

@@ -28,33 +28,87 @@ async def _tampered_cursor(client: BastionClient) -> str:
 
 CASES: list[tuple[str, str, str, dict[str, Any], int, str, str | None]] = [
     # name, method, path, request kwargs, status, code, field
-    ("malformed json", "POST", "/products", {"content": b'{"name": ', "headers": {"content-type": "application/json"}},
-     400, "invalid_json", None),
-    ("wrong type", "POST", "/products",
-     {"json": {"name": "x", "price_cents": "cheap", "category_id": 1}}, 422, "validation_failed", "price_cents"),
+    (
+        "malformed json",
+        "POST",
+        "/products",
+        {"content": b'{"name": ', "headers": {"content-type": "application/json"}},
+        400,
+        "invalid_json",
+        None,
+    ),
+    (
+        "wrong type",
+        "POST",
+        "/products",
+        {"json": {"name": "x", "price_cents": "cheap", "category_id": 1}},
+        422,
+        "validation_failed",
+        "price_cents",
+    ),
     ("limit too high", "GET", "/products?limit=101", {}, 422, "validation_failed", "limit"),
     ("limit too low", "GET", "/products?limit=0", {}, 422, "validation_failed", "limit"),
     ("limit not a number", "GET", "/products?limit=ten", {}, 422, "validation_failed", "limit"),
     ("unknown sort", "GET", "/products?sort=cheapest", {}, 422, "validation_failed", "sort"),
-    ("garbage cursor", "GET", "/products?cursor=not-a-cursor", {}, 422, "validation_failed", "cursor"),
-    ("inverted price range", "GET", "/products?price_min=500&price_max=100", {}, 422, "validation_failed",
-     "price_max"),
+    (
+        "garbage cursor",
+        "GET",
+        "/products?cursor=not-a-cursor",
+        {},
+        422,
+        "validation_failed",
+        "cursor",
+    ),
+    (
+        "inverted price range",
+        "GET",
+        "/products?price_min=500&price_max=100",
+        {},
+        422,
+        "validation_failed",
+        "price_max",
+    ),
     ("unknown id", "GET", "/products/999999", {}, 404, "not_found", None),
     ("id not a number", "GET", "/products/abc", {}, 422, "validation_failed", "product_id"),
-    ("oversized body", "POST", "/products", {"content": b"x" * 5000, "headers": {"content-type": "application/json"}},
-     413, "payload_too_large", None),
+    (
+        "oversized body",
+        "POST",
+        "/products",
+        {"content": b"x" * 5000, "headers": {"content-type": "application/json"}},
+        413,
+        "payload_too_large",
+        None,
+    ),
     ("unknown route", "GET", "/nowhere", {}, 404, "not_found", None),
     ("wrong method", "PUT", "/products/1", {"json": {}}, 405, "method_not_allowed", None),
-    ("json not accepted", "GET", "/products/1", {"headers": {"accept": "text/csv"}}, 406, "not_acceptable", None),
+    (
+        "json not accepted",
+        "GET",
+        "/products/1",
+        {"headers": {"accept": "text/csv"}},
+        406,
+        "not_acceptable",
+        None,
+    ),
 ]
 
 
 @pytest.mark.parametrize("locale", LOCALES)
-@pytest.mark.parametrize(("name", "method", "path", "kwargs", "status", "code", "field"), CASES,
-                         ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("name", "method", "path", "kwargs", "status", "code", "field"),
+    CASES,
+    ids=[c[0] for c in CASES],
+)
 async def test_bad_input_is_a_localized_problem(
-    client: BastionClient, locale: str, name: str, method: str, path: str, kwargs: dict[str, Any],
-    status: int, code: str, field: str | None,
+    client: BastionClient,
+    locale: str,
+    name: str,
+    method: str,
+    path: str,
+    kwargs: dict[str, Any],
+    status: int,
+    code: str,
+    field: str | None,
 ) -> None:
     kwargs = dict(kwargs)
     headers = {"Accept-Language": f"{locale};q=0.9, en;q=0.1", **kwargs.pop("headers", {})}
@@ -78,14 +132,20 @@ async def test_bad_input_is_a_localized_problem(
 async def test_tampered_cursor_is_refused_in_every_locale(client: BastionClient) -> None:
     cursor = await _tampered_cursor(client)
     for locale in LOCALES:
-        response = await client.get(f"{API}/products?limit=2&cursor={cursor}", headers={"Accept-Language": locale})
+        response = await client.get(
+            f"{API}/products?limit=2&cursor={cursor}", headers={"Accept-Language": locale}
+        )
         assert response.status_code == 422
         assert response.json()["errors"][0]["code"] == "invalid_cursor"
-        assert response.json()["errors"][0]["message"] == CATALOG.render_field("invalid_cursor", locale, {})
+        assert response.json()["errors"][0]["message"] == CATALOG.render_field(
+            "invalid_cursor", locale, {}
+        )
 
 
 async def test_a_cursor_from_another_listing_is_refused(client: BastionClient) -> None:
-    cursor = (await client.get(f"{API}/products?limit=2&sort=price")).json()["pagination"]["next_cursor"]
+    cursor = (await client.get(f"{API}/products?limit=2&sort=price")).json()["pagination"][
+        "next_cursor"
+    ]
     response = await client.get(f"{API}/products?limit=2&sort=name&cursor={cursor}")
     assert response.status_code == 422
     assert response.json()["errors"][0]["code"] == "invalid_cursor"
@@ -99,5 +159,9 @@ async def test_lang_parameter_wins_over_accept_language(client: BastionClient) -
 async def test_field_messages_are_translated(client: BastionClient) -> None:
     response = await client.get(f"{API}/products?limit=101", headers={"Accept-Language": "es"})
     assert response.json()["errors"] == [
-        {"field": "limit", "code": "less_than_equal", "message": "Introduce un valor de como máximo 100."}
+        {
+            "field": "limit",
+            "code": "less_than_equal",
+            "message": "Introduce un valor de como máximo 100.",
+        }
     ]

@@ -34,7 +34,9 @@ async def _walk(client: BastionClient, query: str, limit: int = 37) -> list[dict
 
 def _active_count(runtime: Runtime) -> int:
     with runtime.database.read_transaction() as session:
-        return session.scalar(select(func.count()).select_from(Product).where(Product.is_active)) or 0
+        return (
+            session.scalar(select(func.count()).select_from(Product).where(Product.is_active)) or 0
+        )
 
 
 async def test_first_page_has_five_products_and_a_cursor(client: BastionClient) -> None:
@@ -42,11 +44,25 @@ async def test_first_page_has_five_products_and_a_cursor(client: BastionClient) 
     assert response.status_code == 200
     body = response.json()
     assert len(body["data"]) == 5
-    assert body["pagination"] == {"limit": 5, "next_cursor": body["pagination"]["next_cursor"], "has_more": True}
+    assert body["pagination"] == {
+        "limit": 5,
+        "next_cursor": body["pagination"]["next_cursor"],
+        "has_more": True,
+    }
     assert isinstance(body["pagination"]["next_cursor"], str)
     assert set(body["data"][0]) == {
-        "id", "name", "description", "price_cents", "stock", "weight_grams", "category_id",
-        "is_active", "image_url", "popularity_score", "created_at", "updated_at",
+        "id",
+        "name",
+        "description",
+        "price_cents",
+        "stock",
+        "weight_grams",
+        "category_id",
+        "is_active",
+        "image_url",
+        "popularity_score",
+        "created_at",
+        "updated_at",
     }
     assert body["data"][0]["created_at"].endswith("Z")
 
@@ -59,20 +75,26 @@ async def test_cursors_visit_every_active_product_exactly_once(
     ids = [p["id"] for p in products]
     assert len(ids) == len(set(ids)) == _active_count(runtime) >= 200
     assert all(p["is_active"] for p in products)
-    key = {"price": ("price_cents", False), "-price": ("price_cents", True), "name": ("name", False)}.get(
-        sort, ("popularity_score", True)
-    )
+    key = {
+        "price": ("price_cents", False),
+        "-price": ("price_cents", True),
+        "name": ("name", False),
+    }.get(sort, ("popularity_score", True))
     values = [p[key[0]] for p in products]
     assert values == sorted(values, reverse=key[1])
 
 
 async def test_filters_combine_and_paginate(client: BastionClient) -> None:
-    products = await _walk(client, "&category_id=2&price_min=10000&price_max=90000&sort=price", limit=7)
+    products = await _walk(
+        client, "&category_id=2&price_min=10000&price_max=90000&sort=price", limit=7
+    )
     assert products, "the demo data has products in this range"
     assert all(p["category_id"] == 2 and 10000 <= p["price_cents"] <= 90000 for p in products)
 
 
-async def test_admin_sees_inactive_products_in_lists_and_by_id(client: BastionClient, runtime: Runtime) -> None:
+async def test_admin_sees_inactive_products_in_lists_and_by_id(
+    client: BastionClient, runtime: Runtime
+) -> None:
     with runtime.database.read_transaction() as session:
         hidden = session.scalar(select(Product.id).where(Product.is_active.is_(False)).limit(1))
         total = session.scalar(select(func.count()).select_from(Product))
@@ -104,7 +126,13 @@ async def test_categories_are_listed(client: BastionClient) -> None:
     assert len(response.json()) == 12
 
 
-NEW_PRODUCT = {"name": "Test Widget", "price_cents": 1999, "stock": 5, "weight_grams": 300, "category_id": 1}
+NEW_PRODUCT = {
+    "name": "Test Widget",
+    "price_cents": 1999,
+    "stock": 5,
+    "weight_grams": 300,
+    "category_id": 1,
+}
 
 
 @pytest.mark.parametrize(
@@ -137,7 +165,9 @@ async def test_admin_creates_updates_and_deactivates_a_product(client: BastionCl
         product = created.json()
         assert product["name"] == "Test Widget"
         assert product["is_active"] is True
-        updated = await client.patch(f"{API}/products/{product['id']}", json={"stock": 9, "name": "Renamed"})
+        updated = await client.patch(
+            f"{API}/products/{product['id']}", json={"stock": 9, "name": "Renamed"}
+        )
         assert updated.status_code == 200
         assert (updated.json()["stock"], updated.json()["name"]) == (9, "Renamed")
         deleted = await client.delete(f"{API}/products/{product['id']}")
@@ -156,11 +186,17 @@ async def test_product_writes_validate_their_input(client: BastionClient) -> Non
         taken = await client.post(f"{API}/categories", json={"name": "Phones 2", "slug": "phones"})
     assert unknown.status_code == 422
     assert unknown.json()["errors"] == [
-        {"field": "category_id", "code": "unknown_category", "message": "There is no category with this id."}
+        {
+            "field": "category_id",
+            "code": "unknown_category",
+            "message": "There is no category with this id.",
+        }
     ]
     assert negative.json()["errors"][0]["field"] == "price_cents"
     assert extra.json()["errors"][0] == {
-        "field": "colour", "code": "extra_forbidden", "message": "This field is not allowed."
+        "field": "colour",
+        "code": "extra_forbidden",
+        "message": "This field is not allowed.",
     }
     assert null.json()["errors"][0]["code"] == "null_not_allowed"
     assert missing.status_code == 404

@@ -10,7 +10,9 @@ from bastion.db import CursorCodec, listing_scope
 from bastion.errors import ValidationFailed
 
 CODEC = CursorCodec("secret-one")
-values = st.lists(st.one_of(st.integers(), st.text(max_size=30), st.booleans()), min_size=1, max_size=4)
+values = st.lists(
+    st.one_of(st.integers(), st.text(max_size=30), st.booleans()), min_size=1, max_size=4
+)
 
 
 @given(values)

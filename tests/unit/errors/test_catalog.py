@@ -14,7 +14,9 @@ def test_every_platform_code_is_translated_in_every_shipped_locale() -> None:
     for locale in catalog.locales:
         for code in PLATFORM_CODES:
             message = catalog.render(code, locale, {"limit": 1, "retry_after": 2})
-            assert message.title and message.detail and "{" not in message.detail
+            assert message.title
+            assert message.detail
+            assert "{" not in message.detail
 
 
 def test_field_messages_exist_in_every_locale() -> None:
@@ -25,16 +27,29 @@ def test_field_messages_exist_in_every_locale() -> None:
 
 def test_declared_app_code_fills_its_template_per_locale() -> None:
     catalog = ErrorCatalog.with_platform_messages()
-    catalog.declare("insufficient_credits", 402, {
-        "en": {"title": "Insufficient credits", "detail": "You need {required} credits, but only have {available}."},
-        "es": {"title": "Créditos insuficientes", "detail": "Necesitas {required} créditos, pero solo tienes {available}."},
-    })
+    catalog.declare(
+        "insufficient_credits",
+        402,
+        {
+            "en": {
+                "title": "Insufficient credits",
+                "detail": "You need {required} credits, but only have {available}.",
+            },
+            "es": {
+                "title": "Créditos insuficientes",
+                "detail": "Necesitas {required} créditos, pero solo tienes {available}.",
+            },
+        },
+    )
     assert catalog.status_of("insufficient_credits") == 402
     params = {"required": 500, "available": 120}
     assert catalog.render("insufficient_credits", "es-MX", params).detail == (
         "Necesitas 500 créditos, pero solo tienes 120."
     )
-    assert catalog.render("insufficient_credits", "tr", params).detail == "You need 500 credits, but only have 120."
+    assert (
+        catalog.render("insufficient_credits", "tr", params).detail
+        == "You need 500 credits, but only have 120."
+    )
     assert catalog.missing_translations()["tr"] == ["insufficient_credits"]
 
 
@@ -54,7 +69,13 @@ def test_declaring_a_code_twice_with_another_status_is_refused() -> None:
 
 def test_exceptions_carry_code_params_and_headers() -> None:
     error = BastionError("insufficient_credits", required=5, available=1)
-    assert (error.error_code, error.params) == ("insufficient_credits", {"required": 5, "available": 1})
+    assert (error.error_code, error.params) == (
+        "insufficient_credits",
+        {"required": 5, "available": 1},
+    )
     limited = RateLimited(30)
     assert (limited.error_code, limited.headers["Retry-After"], limited.params["retry_after"]) == (
-        "rate_limited", "30", 30)
+        "rate_limited",
+        "30",
+        30,
+    )

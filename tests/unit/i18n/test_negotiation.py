@@ -8,7 +8,11 @@ AVAILABLE = ["en", "es", "tr"]
 
 
 def test_accept_language_is_ordered_by_quality() -> None:
-    assert parse_accept_language("en;q=0.2, tr-TR, es;q=0.8, *;q=0.1, de;q=0") == ["tr-TR", "es", "en"]
+    assert parse_accept_language("en;q=0.2, tr-TR, es;q=0.8, *;q=0.1, de;q=0") == [
+        "tr-TR",
+        "es",
+        "en",
+    ]
     assert parse_accept_language("fr;q=abc, ,") == []
 
 
@@ -25,5 +29,7 @@ def test_accept_language_is_ordered_by_quality() -> None:
         ({}, "en"),
     ],
 )
-def test_precedence_is_lang_then_preference_then_header(kwargs: dict[str, str], expected: str) -> None:
+def test_precedence_is_lang_then_preference_then_header(
+    kwargs: dict[str, str], expected: str
+) -> None:
     assert negotiate_locale(AVAILABLE, "en", **kwargs) == expected

@@ -26,14 +26,17 @@ def test_defaults_without_a_file() -> None:
 
 
 def test_profile_overrides_base_and_environment_overrides_profile(tmp_path: Path) -> None:
-    path = _write(tmp_path, """
+    path = _write(
+        tmp_path,
+        """
 [server]
 port = 8000
 workers = 1
 [profile.staging]
 server.port = 9000
 server.workers = 3
-""")
+""",
+    )
     staging = load_settings(path, env="staging", environ={"BASTION_SERVER_WORKERS": "5"})
     assert (staging.server.port, staging.server.workers) == (9000, 5)
     development = load_settings(path, environ={})
@@ -46,10 +49,13 @@ def test_bastion_env_selects_the_profile(tmp_path: Path) -> None:
 
 
 def test_interpolation_with_and_without_default(tmp_path: Path) -> None:
-    path = _write(tmp_path, """
+    path = _write(
+        tmp_path,
+        """
 [database]
 url = "postgresql://app:${DB_PASSWORD}@${DB_HOST:-localhost}/shop"
-""")
+""",
+    )
     settings = load_settings(path, environ={"DB_PASSWORD": "pw"})
     assert settings.database.url == "postgresql://app:pw@localhost/shop"
     with pytest.raises(SettingsError) as error:
@@ -59,16 +65,22 @@ url = "postgresql://app:${DB_PASSWORD}@${DB_HOST:-localhost}/shop"
 
 def test_relative_sqlite_path_resolves_against_the_config_folder(tmp_path: Path) -> None:
     path = _write(tmp_path, '[database]\nurl = "sqlite:///var/app.db"\n')
-    assert load_settings(path, environ={}).database.url == f"sqlite:///{tmp_path / 'var' / 'app.db'}"
+    assert (
+        load_settings(path, environ={}).database.url == f"sqlite:///{tmp_path / 'var' / 'app.db'}"
+    )
 
 
 def test_environment_values_are_parsed_as_lists(tmp_path: Path) -> None:
-    settings = load_settings(None, environ={"BASTION_ERRORS_LOG_CODES": '["not_found", "conflict"]'})
+    settings = load_settings(
+        None, environ={"BASTION_ERRORS_LOG_CODES": '["not_found", "conflict"]'}
+    )
     assert settings.errors.log_codes == ["not_found", "conflict"]
 
 
 def test_every_problem_is_listed_at_once(tmp_path: Path) -> None:
-    path = _write(tmp_path, """
+    path = _write(
+        tmp_path,
+        """
 [server]
 port = "eighty"
 colour = "blue"
@@ -76,7 +88,8 @@ colour = "blue"
 url = "x"
 [profile.prod]
 server.port = 1
-""")
+""",
+    )
     with pytest.raises(SettingsError) as error:
         load_settings(path, env="production", environ={"BASTION_SERVR_PORT": "1"})
     problems = error.value.problems
@@ -93,10 +106,18 @@ server.port = 1
 @pytest.mark.parametrize(
     ("environ", "problem"),
     [
-        ({"BASTION_APP_SECRET_KEY": "short"}, "app.secret_key: production needs at least 32 characters"),
-        ({"BASTION_APP_SECRET_KEY": GOOD_SECRET, "BASTION_APP_DEBUG": "true"}, "app.debug: must be off in production"),
-        ({"BASTION_APP_SECRET_KEY": GOOD_SECRET, "BASTION_DATABASE_ECHO": "true"},
-         "database.echo: must be off in production (it logs query parameters)"),
+        (
+            {"BASTION_APP_SECRET_KEY": "short"},
+            "app.secret_key: production needs at least 32 characters",
+        ),
+        (
+            {"BASTION_APP_SECRET_KEY": GOOD_SECRET, "BASTION_APP_DEBUG": "true"},
+            "app.debug: must be off in production",
+        ),
+        (
+            {"BASTION_APP_SECRET_KEY": GOOD_SECRET, "BASTION_DATABASE_ECHO": "true"},
+            "database.echo: must be off in production (it logs query parameters)",
+        ),
     ],
 )
 def test_production_refuses_insecure_settings(environ: dict[str, str], problem: str) -> None:
@@ -106,7 +127,9 @@ def test_production_refuses_insecure_settings(environ: dict[str, str], problem: 
 
 
 def test_production_starts_with_a_real_secret() -> None:
-    settings = load_settings(None, env="production", environ={"BASTION_APP_SECRET_KEY": GOOD_SECRET})
+    settings = load_settings(
+        None, env="production", environ={"BASTION_APP_SECRET_KEY": GOOD_SECRET}
+    )
     assert settings.env == "production"
     assert not settings.expose_internals
 
@@ -128,21 +151,33 @@ def test_app_sections_are_validated_by_their_own_models(tmp_path: Path) -> None:
     path = _write(tmp_path, '[shop]\nwarehouse_zip = "94103"\n')
     settings = load_settings(path, environ={}, extensions={"shop": ShopConfig})
     assert settings.section("shop").warehouse_zip == "94103"
-    assert load_settings(None, environ={"BASTION_SHOP_WAREHOUSE_ZIP": "12345"},
-                         extensions={"shop": ShopConfig}).section("shop").warehouse_zip == "12345"
+    assert (
+        load_settings(
+            None, environ={"BASTION_SHOP_WAREHOUSE_ZIP": "12345"}, extensions={"shop": ShopConfig}
+        )
+        .section("shop")
+        .warehouse_zip
+        == "12345"
+    )
     with pytest.raises(SettingsError) as error:
-        load_settings(_write(tmp_path, "[shop]\nzip = 1\n"), environ={}, extensions={"shop": ShopConfig})
+        load_settings(
+            _write(tmp_path, "[shop]\nzip = 1\n"), environ={}, extensions={"shop": ShopConfig}
+        )
     assert error.value.problems == ["shop.zip: unknown setting"]
 
 
 def test_redaction_hides_secrets_and_url_passwords() -> None:
-    settings = load_settings(None, environ={
-        "BASTION_APP_SECRET_KEY": GOOD_SECRET,
-        "BASTION_DATABASE_URL": "postgresql://shop:hunter2@db:5432/shop",
-        "BASTION_REDIS_URL": "redis://:redispw@cache:6379/0",
-    })
+    settings = load_settings(
+        None,
+        environ={
+            "BASTION_APP_SECRET_KEY": GOOD_SECRET,
+            "BASTION_DATABASE_URL": "postgresql://shop:hunter2@db:5432/shop",
+            "BASTION_REDIS_URL": "redis://:redispw@cache:6379/0",
+        },
+    )
     shown = redacted(settings)
     assert shown["app"]["secret_key"] == "********"
     assert shown["database"]["url"] == "postgresql://shop:********@db:5432/shop"
     assert shown["redis"]["url"] == "redis://:********@cache:6379/0"
-    assert "hunter2" not in repr(shown) and GOOD_SECRET not in repr(shown)
+    assert "hunter2" not in repr(shown)
+    assert GOOD_SECRET not in repr(shown)

@@ -42,7 +42,11 @@ class ErrorMiddleware:
         try:
             await self.app(scope, receive, track)
         except Exception as exc:
-            self.log.error("unhandled_exception", method=scope.get("method"), path=scope.get("path"),
-                           exc_info=exc)
+            self.log.error(
+                "unhandled_exception",
+                method=scope.get("method"),
+                path=scope.get("path"),
+                exc_info=exc,
+            )
             if not started:
                 await self.render(scope, receive, send, exc)
