@@ -10,6 +10,7 @@ registry and invoker, so a test can build, use and throw away as many as it like
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -208,8 +209,6 @@ class App:
         )
 
     def _default_config(self) -> Path | None:
-        import os
-
         if os.environ.get("BASTION_CONFIG"):
             return Path(os.environ["BASTION_CONFIG"])
         return self.config if self.config and self.config.exists() else None

@@ -16,7 +16,7 @@ import typer
 from rich.syntax import Syntax
 from rich.text import Text
 
-from bastion.cli.discovery import AppOption, ConfigOption, app_target, config_file, locate
+from bastion.cli.discovery import AppArgument, ConfigOption, app_target, config_file, locate
 from bastion.cli.output import EXIT_USAGE, CommandError, reporting, stdout
 from bastion.settings import Settings, load_settings, redacted
 from bastion.settings.sections import ENVIRONMENTS
@@ -35,7 +35,7 @@ EnvOption = Annotated[
 
 
 @group.command("check")
-def check(env: EnvOption = None, app: AppOption = None, config: ConfigOption = None) -> None:
+def check(env: EnvOption = None, app: AppArgument = None, config: ConfigOption = None) -> None:
     """Validate the configuration; list every problem and exit 2 if there is any."""
     with reporting():
         settings, source = _load(env, app, config)
@@ -48,7 +48,7 @@ def check(env: EnvOption = None, app: AppOption = None, config: ConfigOption = N
 def show(
     env: EnvOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of TOML.")] = False,
-    app: AppOption = None,
+    app: AppArgument = None,
     config: ConfigOption = None,
 ) -> None:
     """Print the effective settings, secrets and URL passwords replaced by ********."""

@@ -31,10 +31,8 @@ from bastion.settings import Settings, SettingsError
 APP_HELP = "The app, as [bold]package.module:attr[/] (default: $BASTION_APP, then \\[app] module)."
 CONFIG_HELP = "Configuration file (default: $BASTION_CONFIG, then ./bastion.toml, then the app's own)."
 
-#: ``APP`` as a positional argument (``bastion run shop.app:app``).
+#: ``APP``, the optional first argument of every command (``bastion run shop.app:app``).
 AppArgument = Annotated[str | None, typer.Argument(help=APP_HELP, show_default=False, metavar="APP")]
-#: ``APP`` as an option, for commands whose arguments are something else.
-AppOption = Annotated[str | None, typer.Option("--app", "-a", help=APP_HELP, show_default=False)]
 ConfigOption = Annotated[
     Path | None,
     typer.Option("--config", "-c", help=CONFIG_HELP, show_default=False, dir_okay=False),

@@ -14,10 +14,11 @@ from typing import Annotated
 
 import typer
 from alembic.script import ScriptDirectory
+from alembic.script.revision import RevisionError
 from alembic.util import CommandError as AlembicError
 from rich.table import Table
 
-from bastion.cli.discovery import AppOption, ConfigOption, Project, locate
+from bastion.cli.discovery import AppArgument, ConfigOption, Project, locate
 from bastion.cli.output import EXIT_FAILURE, EXIT_USAGE, CommandError, reporting, stderr, stdout
 from bastion.db.migrations import MigrationStatus, Migrator
 
@@ -29,35 +30,39 @@ group = typer.Typer(
 
 
 @group.command("up")
-def up(app: AppOption = None, config: ConfigOption = None) -> None:
+def up(app: AppArgument = None, config: ConfigOption = None) -> None:
     """Apply every pending migration, the platform's and the app's."""
-    with reporting(), _migrator(app, config) as (project, migrator):
-        before = migrator.status()
+    with reporting(), _migrator(app, config) as (_project, migrator):
+        before = _applied(migrator, migrator.status())
         with stderr().status("Applying migrations…"):
             migrator.upgrade()
         after = migrator.status()
-        if before.current == after.current:
-            stdout().print("[green]Already up to date.[/]")
+        done = [rev for rev in _applied(migrator, after) if rev not in before]
+        if done:
+            stdout().print(f"[green]Applied[/] {', '.join(done)}.")
         else:
-            stdout().print(f"[green]Upgraded[/] {project.app.name}.")
+            stdout().print("[green]Already up to date.[/]")
         _print_status(migrator, after)
 
 
 @group.command("down")
-def down(app: AppOption = None, config: ConfigOption = None) -> None:
+def down(app: AppArgument = None, config: ConfigOption = None) -> None:
     """Revert the app's latest applied migration (one revision of the app's branch)."""
     with reporting(), _migrator(app, config) as (project, migrator):
-        before = migrator.status()
+        before = _applied(migrator, migrator.status())
+        script = ScriptDirectory.from_config(migrator.config())
+        if not any(migrator.branch in _labels(script, rev) for rev in before):
+            raise CommandError(f"nothing to revert: no revision of {project.app.name!r} is applied")
         with stderr().status("Reverting one revision…"):
             migrator.downgrade()
         after = migrator.status()
-        reverted = sorted(set(before.current) - set(after.current))
-        stdout().print(f"[green]Reverted[/] {', '.join(reverted) or 'nothing'} ({project.app.name}).")
+        reverted = [rev for rev in before if rev not in _applied(migrator, after)]
+        stdout().print(f"[green]Reverted[/] {', '.join(reverted)}.")
         _print_status(migrator, after)
 
 
 @group.command("status")
-def status(app: AppOption = None, config: ConfigOption = None) -> None:
+def status(app: AppArgument = None, config: ConfigOption = None) -> None:
     """Show the applied revision of each branch next to its head; exit 1 if any is pending."""
     with reporting(), _migrator(app, config) as (_project, migrator):
         current = migrator.status()
@@ -76,7 +81,7 @@ def make(
         typer.Option("--autogenerate/--no-autogenerate",
                      help="Compare the app's tables with the database and write the operations."),
     ] = True,
-    app: AppOption = None,
+    app: AppArgument = None,
     config: ConfigOption = None,
 ) -> None:
     """Write a new revision of the app's migrations.
@@ -102,7 +107,7 @@ def _migrator(app: str | None, config: Path | None) -> Iterator[tuple[Project, M
     runtime = project.runtime()
     try:
         yield project, runtime.migrator()
-    except AlembicError as exc:
+    except (AlembicError, RevisionError) as exc:
         raise CommandError(str(exc), hint=_hint(str(exc))) from None
     finally:
         runtime.database.dispose()
@@ -111,36 +116,37 @@ def _migrator(app: str | None, config: Path | None) -> Iterator[tuple[Project, M
 def _hint(message: str) -> str | None:
     if "not up to date" in message:
         return "apply pending migrations first with 'bastion migrate up'"
-    if "Relative revision" in message or "Can't locate revision" in message:
-        return "the app has no applied revision to revert; see 'bastion migrate status'"
+    if "Can't locate revision" in message:
+        return "the database has a revision this code does not know: is the code older than the database?"
     return None
+
+
+def _applied(migrator: Migrator, state: MigrationStatus) -> list[str]:
+    """Every applied revision, oldest first: recorded heads stand for their ancestors."""
+    if not state.current:
+        return []
+    script = ScriptDirectory.from_config(migrator.config())
+    newest_first = [rev.revision for rev in script.iterate_revisions(state.current, "base")]
+    return newest_first[::-1]
 
 
 def _print_status(migrator: Migrator, state: MigrationStatus) -> None:
     script = ScriptDirectory.from_config(migrator.config())
+    applied = set(_applied(migrator, state))
     table = Table(title="Migrations", title_justify="left")
     table.add_column("Branch", style="bold")
     table.add_column("Current")
     table.add_column("Head")
     table.add_column("State")
-    current = list(state.current)
     for head in sorted(script.get_heads()):
-        labels = script.get_revision(head).branch_labels or set()
-        applied = [rev for rev in current if rev == head or _labels(script, rev) & labels]
-        for rev in applied:
-            current.remove(rev)
-        at = ", ".join(applied) or "(none)"
-        done = head in state.current
+        labels = _labels(script, head)
+        on_branch = [rev.revision for rev in script.iterate_revisions(head, "base")
+                     if labels & set(rev.branch_labels or ())]
+        at = next((rev for rev in on_branch if rev in applied), "(none)")
         table.add_row(", ".join(sorted(labels)) or "-", at, head,
-                      "[green]up to date[/]" if done else "[yellow]pending[/]")
-    for rev in current:
-        # Applied but unknown to this code: the database is ahead of it, or on another branch.
-        table.add_row("?", rev, "-", "[red]unknown revision[/]")
+                      "[green]up to date[/]" if head in applied else "[yellow]pending[/]")
     stdout().print(table)
 
 
 def _labels(script: ScriptDirectory, revision: str) -> set[str]:
-    try:
-        return set(script.get_revision(revision).branch_labels or ())
-    except AlembicError:
-        return set()
+    return set(script.get_revision(revision).branch_labels or ())
