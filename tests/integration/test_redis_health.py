@@ -23,7 +23,9 @@ def bastion_app() -> App:
 async def test_ready_checks_redis(bastion_database_url: str) -> None:
     require_service(redis_unavailable_reason(REDIS_URL))
     settings = load_settings(
-        None, environ={}, overrides={"database": {"url": bastion_database_url}, "redis": {"url": REDIS_URL}}
+        None,
+        environ={},
+        overrides={"database": {"url": bastion_database_url}, "redis": {"url": REDIS_URL}},
     )
     async with BastionClient(app.runtime(settings).asgi()) as client:
         checks = {c["name"]: c for c in (await client.get("/health/ready")).json()["checks"]}
