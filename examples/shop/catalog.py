@@ -40,7 +40,10 @@ SORTS: dict[str, tuple[SortKey, ...]] = {
     "relevance": _POPULAR,
     "-popularity": _POPULAR,
     "price": (SortKey(Product.price_cents, "price_cents"), SortKey(Product.id, "id")),
-    "-price": (SortKey(Product.price_cents, "price_cents", descending=True), SortKey(Product.id, "id")),
+    "-price": (
+        SortKey(Product.price_cents, "price_cents", descending=True),
+        SortKey(Product.id, "id"),
+    ),
     "name": (SortKey(Product.name, "name"), SortKey(Product.id, "id")),
 }
 
@@ -81,7 +84,9 @@ def list_products(
     Inactive products are hidden unless the caller may read everything (admin).
     """
     if price_min is not None and price_max is not None and price_min > price_max:
-        raise ValidationFailed(errors=[FieldError("price_max", "range_inverted", params={"min": price_min})])
+        raise ValidationFailed(
+            errors=[FieldError("price_max", "range_inverted", params={"min": price_min})]
+        )
     admin = _sees_inactive(ctx)
     statement: Select[tuple[Product]] = select(Product)
     if not admin:
@@ -92,10 +97,23 @@ def list_products(
         statement = statement.where(Product.price_cents >= price_min)
     if price_max is not None:
         statement = statement.where(Product.price_cents <= price_max)
-    scope = listing_scope("products", sort=sort, category_id=category_id, price_min=price_min,
-                          price_max=price_max, admin=admin)
-    return paginate_cursor(ctx.session, statement, keys=SORTS[sort], limit=limit, cursor=cursor,
-                           codec=ctx.services.cursors, scope=scope)
+    scope = listing_scope(
+        "products",
+        sort=sort,
+        category_id=category_id,
+        price_min=price_min,
+        price_max=price_max,
+        admin=admin,
+    )
+    return paginate_cursor(
+        ctx.session,
+        statement,
+        keys=SORTS[sort],
+        limit=limit,
+        cursor=cursor,
+        codec=ctx.services.cursors,
+        scope=scope,
+    )
 
 
 @app.query("/products/{product_id}", tags=["catalog"])
@@ -129,7 +147,15 @@ def update_product(ctx: Context, product_id: int, body: ProductPatch) -> Product
     if product is None:
         raise NotFound(resource="product")
     changes = body.model_dump(exclude_unset=True)
-    for field in ("name", "price_cents", "stock", "weight_grams", "category_id", "is_active", "description"):
+    for field in (
+        "name",
+        "price_cents",
+        "stock",
+        "weight_grams",
+        "category_id",
+        "is_active",
+        "description",
+    ):
         if field in changes and changes[field] is None:
             raise ValidationFailed(errors=[FieldError(field, "null_not_allowed")])
     _check_category(ctx, changes.get("category_id"))
@@ -139,7 +165,9 @@ def update_product(ctx: Context, product_id: int, body: ProductPatch) -> Product
     return product  # type: ignore[return-value]
 
 
-@app.mutation("/products/{product_id}", method="DELETE", permissions=["delete:all"], tags=["catalog"])
+@app.mutation(
+    "/products/{product_id}", method="DELETE", permissions=["delete:all"], tags=["catalog"]
+)
 def delete_product(ctx: Context, product_id: int) -> None:
     """Deactivate a product (admin); it disappears from listings but orders keep it."""
     product = ctx.session.get(Product, product_id)

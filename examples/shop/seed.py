@@ -22,7 +22,11 @@ CATEGORIES = [
     ("Home", "home", ["Coffee Maker", "Kettle", "Blender", "Toaster", "Air Fryer"]),
     ("Books", "books", ["Novel", "Cookbook", "Atlas", "Field Guide", "Anthology"]),
     ("Outdoors", "outdoors", ["Tent", "Backpack", "Sleeping Bag", "Headlamp", "Water Filter"]),
-    ("Fitness", "fitness", ["Yoga Mat", "Kettlebell", "Jump Rope", "Foam Roller", "Rowing Machine"]),
+    (
+        "Fitness",
+        "fitness",
+        ["Yoga Mat", "Kettlebell", "Jump Rope", "Foam Roller", "Rowing Machine"],
+    ),
     ("Toys", "toys", ["Puzzle", "Board Game", "Building Set", "Kite", "Yo-yo"]),
     ("Office", "office", ["Desk Lamp", "Notebook", "Fountain Pen", "Monitor Arm", "Keyboard"]),
     ("Garden", "garden", ["Watering Can", "Pruner", "Planter", "Hose", "Seed Kit"]),
@@ -42,20 +46,22 @@ def demo_products(count: int, category_ids: list[int]) -> list[Product]:
         _name, _slug, nouns = CATEGORIES[category_index]
         noun = nouns[(index // len(CATEGORIES)) % len(nouns)]
         name = f"{rng.choice(ADJECTIVES)} {noun} {rng.choice(COLORS)} {index + 1:03d}"
-        products.append(Product(
-            name=name,
-            description=f"A {noun.lower()} for everyday use. {rng.choice(ADJECTIVES)} build, "
-                        f"{rng.choice(COLORS).lower()} finish.",
-            price_cents=rng.randrange(299, 250_000, 100) - 1,
-            stock=rng.randrange(0, 200),
-            weight_grams=rng.randrange(50, 15_000),
-            category_id=category_ids[category_index],
-            # One product in twenty is inactive, so listings have something to hide.
-            is_active=index % 20 != 19,
-            popularity_score=rng.randrange(0, 1000),
-            created_at=created + timedelta(minutes=index),
-            updated_at=created + timedelta(minutes=index),
-        ))
+        products.append(
+            Product(
+                name=name,
+                description=f"A {noun.lower()} for everyday use. {rng.choice(ADJECTIVES)} build, "
+                f"{rng.choice(COLORS).lower()} finish.",
+                price_cents=rng.randrange(299, 250_000, 100) - 1,
+                stock=rng.randrange(0, 200),
+                weight_grams=rng.randrange(50, 15_000),
+                category_id=category_ids[category_index],
+                # One product in twenty is inactive, so listings have something to hide.
+                is_active=index % 20 != 19,
+                popularity_score=rng.randrange(0, 1000),
+                created_at=created + timedelta(minutes=index),
+                updated_at=created + timedelta(minutes=index),
+            )
+        )
     return products
 
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+
 from bastion.db.types import UTCDateTime
 
 revision: str = "shop_0001"
