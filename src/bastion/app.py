@@ -241,6 +241,7 @@ class Runtime:
         self.cursors = CursorCodec(settings.app.secret_key.get_secret_value())
         self.problems = ProblemRenderer(app.errors, settings, self.database)
         self.started = False
+        self._api: FastAPI | None = None
 
     def migrator(self) -> Migrator:
         return Migrator(
@@ -288,6 +289,31 @@ class Runtime:
     async def _check_database(self) -> None:
         await anyio.to_thread.run_sync(self.database.ping, abandon_on_cancel=True)
 
+    def api(self) -> FastAPI:
+        """The FastAPI application at the core of the request path (routes, OpenAPI)."""
+        if self._api is None:
+
+            @asynccontextmanager
+            async def lifespan(_api: FastAPI) -> AsyncIterator[None]:
+                await self.startup()
+                yield
+                await self.shutdown()
+
+            self._api = build_api(
+                title=self.app.title,
+                version=self.settings.app.version,
+                description=self.app.description,
+                functions=self.app.functions,
+                routers=self.app.routers,
+                prefix=self.app.api_prefix,
+                invoker=self.invoker,
+                settings=self.settings,
+                problems=self.problems,
+                health=self.health,
+                lifespan=lifespan,
+            )
+        return self._api
+
     def asgi(self) -> ASGIApp:
         return build_asgi_app(self)
 
@@ -307,31 +333,10 @@ def build_asgi_app(runtime: Runtime) -> ASGIApp:
     settings = runtime.settings
     problems = runtime.problems
 
-    @asynccontextmanager
-    async def lifespan(_api: FastAPI) -> AsyncIterator[None]:
-        await runtime.startup()
-        yield
-        await runtime.shutdown()
-
-    app = runtime.app
-    api = build_api(
-        title=app.title,
-        version=settings.app.version,
-        description=app.description,
-        functions=app.functions,
-        routers=app.routers,
-        prefix=app.api_prefix,
-        invoker=runtime.invoker,
-        settings=settings,
-        problems=problems,
-        health=runtime.health,
-        lifespan=lifespan,
-    )
-
     async def reject_too_large(scope: Scope, receive: Receive, send: Send) -> None:
         await problems.asgi(scope, receive, send, HTTPException(413))
 
-    stack: ASGIApp = api
+    stack: ASGIApp = runtime.api()
     stack = BodyLimitMiddleware(
         stack, max_bytes=settings.server.max_body_bytes, reject=reject_too_large
     )

@@ -29,13 +29,17 @@ group = typer.Typer(
 
 EnvOption = Annotated[
     str | None,
-    typer.Option("--env", "-e", show_default=False,
-                 help=f"Environment profile to load ({', '.join(ENVIRONMENTS)}; default: $BASTION_ENV)."),
+    typer.Option(
+        "--env",
+        "-e",
+        show_default=False,
+        help=f"Environment profile to load ({', '.join(ENVIRONMENTS)}; default: $BASTION_ENV).",
+    ),
 ]
 
 
 @group.command("check")
-def check(env: EnvOption = None, app: AppArgument = None, config: ConfigOption = None) -> None:
+def check(app: AppArgument = None, env: EnvOption = None, config: ConfigOption = None) -> None:
     """Validate the configuration; list every problem and exit 2 if there is any."""
     with reporting():
         settings, source = _load(env, app, config)
@@ -46,9 +50,9 @@ def check(env: EnvOption = None, app: AppArgument = None, config: ConfigOption =
 
 @group.command("show")
 def show(
+    app: AppArgument = None,
     env: EnvOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of TOML.")] = False,
-    app: AppArgument = None,
     config: ConfigOption = None,
 ) -> None:
     """Print the effective settings, secrets and URL passwords replaced by ********."""
@@ -62,13 +66,17 @@ def show(
         header = f"# effective settings: env {values.pop('env')}, file {source}\n"
         extensions = values.pop("extensions", {}) or {}
         text = header + "".join(_toml_tables({**values, **extensions}))
-        stdout().print(Syntax(text, "toml", theme="ansi_dark", background_color="default", word_wrap=True))
+        stdout().print(
+            Syntax(text, "toml", theme="ansi_dark", background_color="default", word_wrap=True)
+        )
 
 
 def _load(env: str | None, app: str | None, config: Path | None) -> tuple[Settings, str]:
     if env is not None and env not in ENVIRONMENTS:
-        raise CommandError(f"--env: unknown environment {env!r} (use {', '.join(ENVIRONMENTS)})",
-                           exit_code=EXIT_USAGE)
+        raise CommandError(
+            f"--env: unknown environment {env!r} (use {', '.join(ENVIRONMENTS)})",
+            exit_code=EXIT_USAGE,
+        )
     file = config_file(config)
     if app_target(app, file) is None:
         settings = load_settings(file, env=env)

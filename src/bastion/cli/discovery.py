@@ -29,10 +29,14 @@ from bastion.cli.output import EXIT_USAGE, CommandError
 from bastion.settings import Settings, SettingsError
 
 APP_HELP = "The app, as [bold]package.module:attr[/] (default: $BASTION_APP, then \\[app] module)."
-CONFIG_HELP = "Configuration file (default: $BASTION_CONFIG, then ./bastion.toml, then the app's own)."
+CONFIG_HELP = (
+    "Configuration file (default: $BASTION_CONFIG, then ./bastion.toml, then the app's own)."
+)
 
 #: ``APP``, the optional first argument of every command (``bastion run shop.app:app``).
-AppArgument = Annotated[str | None, typer.Argument(help=APP_HELP, show_default=False, metavar="APP")]
+AppArgument = Annotated[
+    str | None, typer.Argument(help=APP_HELP, show_default=False, metavar="APP")
+]
 ConfigOption = Annotated[
     Path | None,
     typer.Option("--config", "-c", help=CONFIG_HELP, show_default=False, dir_okay=False),
@@ -40,7 +44,7 @@ ConfigOption = Annotated[
 
 _NO_APP_HINT = (
     "pass APP as package.module:attr (e.g. 'shop.app:app'), set BASTION_APP, "
-    "or set module = \"package.module:attr\" in the [app] table of bastion.toml"
+    'or set module = "package.module:attr" in the [app] table of bastion.toml'
 )
 
 
@@ -73,7 +77,7 @@ class Project:
 
     def api(self, settings: Settings | None = None) -> FastAPI:
         """The app's FastAPI application (routes and OpenAPI), without serving it."""
-        return fastapi_of(self.runtime(settings).asgi())
+        return self.runtime(settings).api()
 
 
 def locate(app: str | None, config: Path | None) -> Project:
@@ -99,11 +103,15 @@ def config_file(option: Path | None) -> Path | None:
     Raises:
         CommandError: when a named file does not exist.
     """
-    named = option or (Path(os.environ["BASTION_CONFIG"]) if os.environ.get("BASTION_CONFIG") else None)
+    named = option or (
+        Path(os.environ["BASTION_CONFIG"]) if os.environ.get("BASTION_CONFIG") else None
+    )
     if named is not None:
         if not named.is_file():
             source = "--config" if option else "BASTION_CONFIG"
-            raise CommandError(f"configuration file not found: {named} (from {source})", exit_code=EXIT_USAGE)
+            raise CommandError(
+                f"configuration file not found: {named} (from {source})", exit_code=EXIT_USAGE
+            )
         return named.resolve()
     default = Path("bastion.toml")
     return default.resolve() if default.is_file() else None
@@ -135,7 +143,9 @@ def import_app(target: str) -> App:
     module_name, _, attr = target.partition(":")
     attr = attr or "app"
     if not _is_dotted_name(module_name) or not _is_dotted_name(attr):
-        raise CommandError(f"APP must look like 'package.module:attr', got {target!r}", exit_code=EXIT_USAGE)
+        raise CommandError(
+            f"APP must look like 'package.module:attr', got {target!r}", exit_code=EXIT_USAGE
+        )
     cwd = os.getcwd()
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
@@ -156,26 +166,17 @@ def import_app(target: str) -> App:
         try:
             found = getattr(found, part)
         except AttributeError:
-            raise CommandError(f"module {module_name!r} has no attribute {attr!r}", exit_code=EXIT_USAGE) from None
+            raise CommandError(
+                f"module {module_name!r} has no attribute {attr!r}", exit_code=EXIT_USAGE
+            ) from None
     if not isinstance(found, App):
-        raise CommandError(f"{target} is a {type(found).__name__}, not a bastion App", exit_code=EXIT_USAGE)
+        what = (
+            f"the class {found.__name__}"
+            if isinstance(found, type)
+            else f"a {type(found).__name__}"
+        )
+        raise CommandError(f"{target} is {what}, not a bastion App", exit_code=EXIT_USAGE)
     return found
-
-
-def fastapi_of(asgi: Any) -> FastAPI:
-    """The FastAPI application inside the middleware stack of :func:`bastion.build_asgi_app`.
-
-    Every middleware keeps the application it wraps as ``.app``, so walking down
-    finds the router whatever middleware the stack gains later.
-    """
-    layer = asgi
-    for _ in range(100):
-        if isinstance(layer, FastAPI):
-            return layer
-        layer = getattr(layer, "app", None)
-        if layer is None:
-            break
-    raise RuntimeError("the ASGI stack has no FastAPI application inside")
 
 
 def _is_dotted_name(value: str) -> bool:

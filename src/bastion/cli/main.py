@@ -47,11 +47,16 @@ def _show_version(value: bool) -> None:
 @cli.callback()
 def root(
     traceback: Annotated[
-        bool, typer.Option("--traceback", help="Show the full traceback of an error instead of a message.")
+        bool,
+        typer.Option(
+            "--traceback", help="Show the full traceback of an error instead of a message."
+        ),
     ] = False,
     version: Annotated[
         bool,
-        typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit."),
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
+        ),
     ] = False,
 ) -> None:
     """Serve, migrate, inspect and scaffold bastion apps.

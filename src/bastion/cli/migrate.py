@@ -16,6 +16,7 @@ import typer
 from alembic.script import ScriptDirectory
 from alembic.script.revision import RevisionError
 from alembic.util import CommandError as AlembicError
+from rich.markup import escape
 from rich.table import Table
 
 from bastion.cli.discovery import AppArgument, ConfigOption, Project, locate
@@ -75,11 +76,15 @@ def status(app: AppArgument = None, config: ConfigOption = None) -> None:
 
 @group.command("make")
 def make(
-    message: Annotated[str, typer.Option("--message", "-m", help="What the revision does; names its file.")],
+    message: Annotated[
+        str, typer.Option("--message", "-m", help="What the revision does; names its file.")
+    ],
     autogenerate: Annotated[
         bool,
-        typer.Option("--autogenerate/--no-autogenerate",
-                     help="Compare the app's tables with the database and write the operations."),
+        typer.Option(
+            "--autogenerate/--no-autogenerate",
+            help="Compare the app's tables with the database and write the operations.",
+        ),
     ] = True,
     app: AppArgument = None,
     config: ConfigOption = None,
@@ -97,7 +102,7 @@ def make(
                 hint="pass migrations=Path(__file__).parent / 'migrations' to App(...)",
             )
         path = migrator.make(message, autogenerate=autogenerate)
-        stdout().print(f"[green]Created[/] {path}")
+        stdout().print(f"[green]Created[/] {escape(path)}")
         stdout().print("Review it, then apply it with [bold]bastion migrate up[/].")
 
 
@@ -117,7 +122,7 @@ def _hint(message: str) -> str | None:
     if "not up to date" in message:
         return "apply pending migrations first with 'bastion migrate up'"
     if "Can't locate revision" in message:
-        return "the database has a revision this code does not know: is the code older than the database?"
+        return "the database has a revision this code does not know: is the code older than it?"
     return None
 
 
@@ -140,11 +145,18 @@ def _print_status(migrator: Migrator, state: MigrationStatus) -> None:
     table.add_column("State")
     for head in sorted(script.get_heads()):
         labels = _labels(script, head)
-        on_branch = [rev.revision for rev in script.iterate_revisions(head, "base")
-                     if labels & set(rev.branch_labels or ())]
+        on_branch = [
+            rev.revision
+            for rev in script.iterate_revisions(head, "base")
+            if labels & set(rev.branch_labels or ())
+        ]
         at = next((rev for rev in on_branch if rev in applied), "(none)")
-        table.add_row(", ".join(sorted(labels)) or "-", at, head,
-                      "[green]up to date[/]" if head in applied else "[yellow]pending[/]")
+        table.add_row(
+            ", ".join(sorted(labels)) or "-",
+            at,
+            head,
+            "[green]up to date[/]" if head in applied else "[yellow]pending[/]",
+        )
     stdout().print(table)
 
 

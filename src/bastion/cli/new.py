@@ -20,22 +20,29 @@ import typer
 from alembic.script import ScriptDirectory
 from rich.text import Text
 
-import bastion.db.migrations
 from bastion.cli.output import EXIT_USAGE, CommandError, reporting, stdout
+from bastion.db.migrations import PLATFORM_MIGRATIONS
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-#: Names that would shadow a module the app itself imports.
+#: Names that would shadow bastion itself, or the ``tests`` package most projects have.
 _TAKEN = frozenset({"bastion", "tests"})
 #: Template files whose real name starts with a dot (kept without it in the package).
 _DOTFILES = {"gitignore": ".gitignore"}
 
 
 def new(
-    name: Annotated[str, typer.Argument(help="The app's package name: a Python identifier, e.g. notes.")],
+    name: Annotated[
+        str, typer.Argument(help="The app's package name: a Python identifier, e.g. notes.")
+    ],
     directory: Annotated[
         Path | None,
-        typer.Option("--dir", "-d", file_okay=False, show_default=False,
-                     help="Create NAME/ inside this folder (default: the current folder)."),
+        typer.Option(
+            "--dir",
+            "-d",
+            file_okay=False,
+            show_default=False,
+            help="Create NAME/ inside this folder (default: the current folder).",
+        ),
     ] = None,
 ) -> None:
     """Create NAME/: an app with one table, a query, a mutation, a migration and tests."""
@@ -43,18 +50,26 @@ def new(
         check_name(name)
         target = (directory or Path.cwd()) / name
         if target.exists() and (not target.is_dir() or any(target.iterdir())):
-            raise CommandError(f"{target} already exists and is not an empty folder", exit_code=EXIT_USAGE,
-                               hint="choose another NAME or --dir")
+            raise CommandError(
+                f"{target} already exists and is not an empty folder",
+                exit_code=EXIT_USAGE,
+                hint="choose another NAME or --dir",
+            )
         created = scaffold(name, target)
         console = stdout()
         console.print(Text.assemble(("Created ", "green"), f"{target}/"))
         for path in created:
-            console.print(f"  {path.relative_to(target)}")
+            console.print(Text(f"  {path.relative_to(target)}"))
         console.print()
         console.print("Next steps, from the folder that contains it:")
-        console.print(Text(f"  export BASTION_APP={name}.app:app\n"
-                           "  bastion dev            # serves http://127.0.0.1:8000/docs\n"
-                           f"  pytest {name}/tests", style="bold"))
+        console.print(
+            Text(
+                f"  export BASTION_APP={name}.app:app\n"
+                "  bastion dev            # serves http://127.0.0.1:8000/docs\n"
+                f"  pytest {name}/tests",
+                style="bold",
+            )
+        )
 
 
 def check_name(name: str) -> None:
@@ -70,8 +85,9 @@ def check_name(name: str) -> None:
             exit_code=EXIT_USAGE,
         )
     if name in sys.stdlib_module_names or name in _TAKEN:
-        raise CommandError(f"invalid app name {name!r}: it would shadow the module {name!r}",
-                           exit_code=EXIT_USAGE)
+        raise CommandError(
+            f"invalid app name {name!r}: it would shadow the module {name!r}", exit_code=EXIT_USAGE
+        )
 
 
 def scaffold(name: str, target: Path) -> list[Path]:
@@ -82,7 +98,8 @@ def scaffold(name: str, target: Path) -> list[Path]:
         "{platform_revision}": _platform_head(),
     }
     written: list[Path] = []
-    for relative, template in sorted(_templates(files("bastion.cli") / "templates" / "new", Path())):
+    templates = _templates(files("bastion.cli") / "templates" / "new", Path())
+    for relative, template in sorted(templates, key=lambda item: item[0]):
         text = template.read_text(encoding="utf-8")
         for placeholder, value in values.items():
             text = text.replace(placeholder, value)
@@ -110,5 +127,5 @@ def _platform_head() -> str:
     It is written as a revision id, as ``bastion migrate make`` does: Alembic does
     not resolve ``bastion@head`` in a revision file.
     """
-    platform = Path(bastion.db.migrations.__file__).parent / "migrations"
+    platform = PLATFORM_MIGRATIONS.parent
     return ScriptDirectory(str(platform)).get_revision("bastion@head").revision

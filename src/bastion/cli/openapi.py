@@ -12,18 +12,26 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from bastion.cli.discovery import AppArgument, ConfigOption, locate
 from bastion.cli.output import reporting, stderr
 
 OutputOption = Annotated[
     Path | None,
-    typer.Option("--output", "-o", dir_okay=False, show_default=False,
-                 help="Write to this file instead of standard output."),
+    typer.Option(
+        "--output",
+        "-o",
+        dir_okay=False,
+        show_default=False,
+        help="Write to this file instead of standard output.",
+    ),
 ]
 
 
-def openapi(app: AppArgument = None, output: OutputOption = None, config: ConfigOption = None) -> None:
+def openapi(
+    app: AppArgument = None, output: OutputOption = None, config: ConfigOption = None
+) -> None:
     """Print (or write with -o) the app's OpenAPI 3.1 document as JSON."""
     with reporting():
         project = locate(app, config)
@@ -36,4 +44,7 @@ def openapi(app: AppArgument = None, output: OutputOption = None, config: Config
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text, encoding="utf-8")
         count = len(document.get("paths", {}))
-        stderr().print(f"[green]Wrote[/] OpenAPI {document.get('openapi', '')} ({count} paths) to {output}")
+        version = document.get("openapi", "")
+        stderr().print(
+            Text.assemble(("Wrote", "green"), f" OpenAPI {version} ({count} paths) to {output}")
+        )

@@ -36,7 +36,9 @@ class CommandError(Exception):
         hint: What to do about it, shown on its own line.
     """
 
-    def __init__(self, message: str, *, exit_code: int = EXIT_FAILURE, hint: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, exit_code: int = EXIT_FAILURE, hint: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.exit_code = exit_code
@@ -58,12 +60,12 @@ def stdout() -> Console:
     Consoles are built per call, not at import, so that they pick up the current
     ``sys.stdout`` (the test runner swaps it) and ``COLUMNS``.
     """
-    return Console(highlight=False, soft_wrap=False)
+    return Console(highlight=False, soft_wrap=True)
 
 
 def stderr() -> Console:
     """A console on standard error, for errors and progress."""
-    return Console(stderr=True, highlight=False)
+    return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def error(message: str, *, hint: str | None = None) -> None:
@@ -80,7 +82,11 @@ def settings_problems(exc: SettingsError) -> None:
     console = stderr()
     count = len(exc.problems)
     noun = "problem" if count == 1 else "problems"
-    console.print(Text.assemble(("error: ", "bold red"), f"invalid configuration ({exc.source}): {count} {noun}"))
+    console.print(
+        Text.assemble(
+            ("error: ", "bold red"), f"invalid configuration ({exc.source}): {count} {noun}"
+        )
+    )
     for problem in exc.problems:
         console.print(Text.assemble(("  - ", "red"), problem))
 
@@ -111,24 +117,35 @@ def reporting() -> Iterator[None]:
         if options.show_tracebacks:
             raise
         # str(exc) repeats the SQL and its parameters; the driver's message is the useful part.
-        error(f"database error: {exc.orig}", hint="check [database] url and that the database is running")
+        error(
+            f"database error: {exc.orig}",
+            hint="check [database] url and that the database is running",
+        )
         raise typer.Exit(EXIT_FAILURE) from None
     except Exception as exc:
         if options.show_tracebacks:
             raise
-        error(f"{type(exc).__name__}: {exc}{_where(exc)}",
-              hint="run again with 'bastion --traceback ...' to see the full traceback")
+        error(
+            f"{type(exc).__name__}: {exc}{_where(exc)}",
+            hint="run again with 'bastion --traceback ...' to see the full traceback",
+        )
         raise typer.Exit(EXIT_FAILURE) from None
 
 
 def _where(exc: BaseException) -> str:
     """`` (file, line N)`` of the innermost frame outside bastion and the libraries."""
-    if isinstance(exc, SyntaxError) and exc.filename:
-        return f" ({exc.filename}, line {exc.lineno})"
+    if isinstance(exc, SyntaxError):
+        return ""  # its message already names the file and line
     frames = traceback.extract_tb(exc.__traceback__)
-    library = (str(Path(typer.__file__).parents[1]), sys.prefix, sys.base_prefix)
-    bastion_dir = str(Path(__file__).parents[1])
+    # "<frozen importlib._bootstrap>" and the like are not files either.
+    not_users = (
+        "<",
+        str(Path(__file__).parents[1]),
+        str(Path(typer.__file__).parents[1]),
+        sys.prefix,
+        sys.base_prefix,
+    )
     for frame in reversed(frames):
-        if not frame.filename.startswith((bastion_dir, *library)) and not frame.filename.startswith("<"):
+        if not frame.filename.startswith(not_users):
             return f" ({frame.filename}, line {frame.lineno})"
     return ""

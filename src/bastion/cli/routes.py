@@ -21,7 +21,13 @@ from bastion.app import App
 from bastion.cli.discovery import AppArgument, ConfigOption, locate
 from bastion.cli.output import reporting, stdout
 
-_KIND_STYLE = {"query": "cyan", "mutation": "magenta", "action": "yellow", "router": "blue", "platform": "dim"}
+_KIND_STYLE = {
+    "query": "cyan",
+    "mutation": "magenta",
+    "action": "yellow",
+    "router": "blue",
+    "platform": "dim",
+}
 
 
 @dataclass(frozen=True)
@@ -53,8 +59,13 @@ def routes(app: AppArgument = None, config: ConfigOption = None) -> None:
         table.add_column("Permissions")
         for row in route_rows(project.app, api):
             style = _KIND_STYLE.get(row.kind, "")
-            table.add_row(row.method, row.path, f"[{style}]{row.kind}[/]" if style else row.kind,
-                          row.function, ", ".join(row.permissions) or "[dim]-[/]")
+            table.add_row(
+                row.method,
+                row.path,
+                f"[{style}]{row.kind}[/]" if style else row.kind,
+                row.function,
+                ", ".join(row.permissions) or "[dim]-[/]",
+            )
         stdout().print(table)
 
 
@@ -62,13 +73,19 @@ def route_rows(app: App, api: FastAPI) -> Iterator[RouteRow]:
     """The rows for ``app`` served by ``api``, in the order FastAPI matches them."""
     specs = {(app.api_prefix + spec.path, spec.method, spec.name): spec for spec in app.functions}
     # Included routes keep their endpoint objects: identity tells router routes apart.
-    from_routers = {route.endpoint for router, _ in app.routers for route in _flat(router.routes)
-                    if getattr(route, "endpoint", None) is not None}
+    from_routers = {
+        route.endpoint
+        for router, _ in app.routers
+        for route in _flat(router.routes)
+        if getattr(route, "endpoint", None) is not None
+    }
     for route in _flat(api.routes):
         for method, path, name, endpoint in _describe(route):
             spec = specs.get((path, method, name))
             if spec is not None:
-                yield RouteRow(method, path, spec.kind.value, spec.name, tuple(sorted(spec.permissions)))
+                yield RouteRow(
+                    method, path, spec.kind.value, spec.name, tuple(sorted(spec.permissions))
+                )
             elif endpoint is not None and endpoint in from_routers:
                 yield RouteRow(method, path, "router", name)
             else:

@@ -38,16 +38,31 @@ FACTORY = "bastion.cli.run:asgi_factory"
 
 HostOption = Annotated[
     str | None,
-    typer.Option("--host", help="Interface to listen on (default: \\[server] host).", show_default=False),
+    typer.Option(
+        "--host", help="Interface to listen on (default: \\[server] host).", show_default=False
+    ),
 ]
 PortOption = Annotated[
     int | None,
-    typer.Option("--port", "-p", min=1, max=65535, help="Port (default: \\[server] port).", show_default=False),
+    typer.Option(
+        "--port",
+        "-p",
+        min=1,
+        max=65535,
+        help="Port (default: \\[server] port).",
+        show_default=False,
+    ),
 ]
 WorkersOption = Annotated[
     int | None,
-    typer.Option("--workers", "-w", min=1, max=64, show_default=False,
-                 help="Worker processes (default: \\[server] workers)."),
+    typer.Option(
+        "--workers",
+        "-w",
+        min=1,
+        max=64,
+        show_default=False,
+        help="Worker processes (default: \\[server] workers).",
+    ),
 ]
 
 
@@ -115,8 +130,9 @@ def _export(project: Project, *, host: str | None, port: int | None, workers: in
 
 
 def _configure_logging(settings: Settings) -> None:
-    configure_logging(level=settings.log.level, fmt=settings.log.format, env=settings.env,
-                      file=settings.log.file)
+    configure_logging(
+        level=settings.log.level, fmt=settings.log.format, env=settings.env, file=settings.log.file
+    )
 
 
 def _serve(project: Project, settings: Settings, *, reload: bool) -> None:
@@ -124,8 +140,14 @@ def _serve(project: Project, settings: Settings, *, reload: bool) -> None:
     _configure_logging(settings)
     workers = 1 if reload else server.workers
     get_logger("bastion.cli").info(
-        "serving", app=project.target, env=settings.env, config=str(project.config or "(defaults)"),
-        host=server.host, port=server.port, workers=workers, reload=reload,
+        "serving",
+        app=project.target,
+        env=settings.env,
+        config=str(project.config or "(defaults)"),
+        host=server.host,
+        port=server.port,
+        workers=workers,
+        reload=reload,
     )
     options: dict[str, Any] = {}
     if reload:
@@ -140,6 +162,7 @@ def _serve(project: Project, settings: Settings, *, reload: bool) -> None:
             # "on", not "auto": a failing start-up (migrations, hooks) must stop the
             # server, and the shutdown (closing pools) must run on SIGTERM.
             lifespan="on",
+            # uvicorn counts whole seconds; rounding up never cuts a request short.
             timeout_graceful_shutdown=math.ceil(server.graceful_shutdown_s),
             proxy_headers=False,
             forwarded_allow_ips="",

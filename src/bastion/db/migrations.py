@@ -22,6 +22,8 @@ from bastion.db.database import Database
 from bastion.db.tables import platform_metadata
 
 _HERE = Path(__file__).parent / "migrations"
+#: The folder of bastion's own revisions (branch ``bastion``).
+PLATFORM_MIGRATIONS = _HERE / "versions"
 PLATFORM_BRANCH = "bastion"
 
 
@@ -65,7 +67,7 @@ class Migrator:
         config = Config()
         config.set_main_option("script_location", str(_HERE))
         config.set_main_option("path_separator", "os")
-        locations = [str(_HERE / "versions")]
+        locations = [str(PLATFORM_MIGRATIONS)]
         if self.versions_dir is not None:
             self.versions_dir.mkdir(parents=True, exist_ok=True)
             locations.append(str(self.versions_dir))

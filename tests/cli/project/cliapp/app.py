@@ -1,7 +1,7 @@
 """The CLI tests' app: one table, a query, a mutation, a slow action and a router.
 
-Its migrations folder starts empty; ``bastion migrate make`` writes the first
-revision during the tests.
+It has no revisions yet: ``bastion migrate make`` writes the first one during
+the tests, into the test's own copy of this package.
 """
 
 from __future__ import annotations
