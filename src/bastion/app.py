@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio.to_thread
+import structlog
 from fastapi import APIRouter, FastAPI
 from pydantic import BaseModel
 from sqlalchemy import MetaData
@@ -36,7 +37,7 @@ from bastion.http.middleware.request_id import RequestIdMiddleware
 from bastion.http.problems import ProblemRenderer
 from bastion.http.routing import build_api
 from bastion.observability.health import HealthRegistry
-from bastion.observability.logs import get_logger
+from bastion.observability.logs import configure_logging, get_logger
 from bastion.settings import Settings, load_settings
 from bastion.types import ASGIApp, Receive, Scope, Send
 
@@ -209,8 +210,11 @@ class App:
         )
 
     def _default_config(self) -> Path | None:
+        # The same order as the CLI: BASTION_CONFIG, ./bastion.toml, the app's own file.
         if os.environ.get("BASTION_CONFIG"):
             return Path(os.environ["BASTION_CONFIG"])
+        if Path("bastion.toml").exists():
+            return Path("bastion.toml")
         return self.config if self.config and self.config.exists() else None
 
     def runtime(self, settings: Settings | None = None) -> Runtime:
@@ -231,9 +235,20 @@ class Runtime:
     def __init__(self, app: App, settings: Settings) -> None:
         self.app = app
         self.settings = settings
+        if not structlog.is_configured():
+            # Servers started without the CLI (``uvicorn --factory``) and test runs
+            # still get bastion's processors: scrubbed, tracebacks without locals.
+            configure_logging(
+                level=settings.log.level,
+                fmt=settings.log.format,
+                env=settings.env,
+                file=settings.log.file,
+            )
         self.log = get_logger("bastion", app=app.name)
         self.database = Database(settings.database)
-        self.health = HealthRegistry(default_timeout_s=settings.health.timeout_s)
+        self.health = HealthRegistry(
+            default_timeout_s=settings.health.timeout_s, expose_errors=settings.expose_internals
+        )
         self.health.add("database", self._check_database)
         if settings.redis.url:
             self.health.add("redis", _redis_check(settings.redis.url))

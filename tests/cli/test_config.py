@@ -52,7 +52,7 @@ def test_check_lists_every_problem_and_exits_2(bastion: Runner, folder: Path) ->
 
 
 def test_check_reads_the_environment_like_the_server(bastion: Runner, folder: Path) -> None:
-    write(folder / "bastion.toml", "[app]\nname = 'x'\n")
+    write(folder / "bastion.toml", "[app]\nversion = '1.0.0'\n")
 
     result = bastion(
         "config", "check", env={"BASTION_ENV": "production", "BASTION_APP_SECRET_KEY": SECRET}

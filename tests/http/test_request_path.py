@@ -267,3 +267,16 @@ async def test_gzip_response_is_valid(client: BastionClient) -> None:
     raw = await client.get("/openapi.json", headers={"Accept-Encoding": "gzip"})
     assert json.loads(raw.content)["openapi"].startswith("3.1")
     assert gzip.compress(b"x")
+
+
+async def test_production_health_shows_only_the_type_of_a_failure(
+    production: tuple[Runtime, BastionClient],
+) -> None:
+    runtime, client = production
+
+    async def broken() -> None:
+        raise ConnectionError("db-internal.example:5432 refused")
+
+    runtime.health.add("gateway", broken)
+    checks = {c["name"]: c for c in (await client.get("/health/ready")).json()["checks"]}
+    assert checks["gateway"]["error"] == "ConnectionError"

@@ -91,7 +91,7 @@ class ErrorCatalog:
             document = tomllib.loads(path.read_text(encoding="utf-8"))
             for code, texts in document.get("codes", {}).items():
                 if "status" in texts:
-                    self.statuses.setdefault(code, int(texts["status"]))
+                    self.declare(code, int(texts["status"]))
                 self._add(locale, code, texts)
             self.field_messages.setdefault(locale, {}).update(document.get("fields", {}))
 

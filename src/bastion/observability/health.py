@@ -54,6 +54,8 @@ class HealthRegistry:
     """
 
     default_timeout_s: float = 2.0
+    expose_errors: bool = False
+    """Show failing checks' exception messages; otherwise only their type (hosts stay private)."""
     checks: list[HealthCheck] = field(default_factory=list)
 
     def add(
@@ -66,7 +68,10 @@ class HealthRegistry:
     ) -> None:
         if any(existing.name == name for existing in self.checks):
             raise ValueError(f"health check {name!r} is already registered")
-        self.checks.append(HealthCheck(name, check, timeout_s or self.default_timeout_s, critical))
+        limit = self.default_timeout_s if timeout_s is None else timeout_s
+        if limit <= 0:
+            raise ValueError("a health check needs a positive timeout")
+        self.checks.append(HealthCheck(name, check, limit, critical))
 
     async def run(self) -> tuple[HealthStatus, list[CheckResult]]:
         results: list[CheckResult | None] = [None] * len(self.checks)
@@ -80,7 +85,11 @@ class HealthRegistry:
             except TimeoutError:
                 error = f"timed out after {check.timeout_s:g}s"
             except Exception as exc:  # a failing check is a result, not a crash
-                error = f"{type(exc).__name__}: {exc}"[:300]
+                error = (
+                    f"{type(exc).__name__}: {exc}"[:300]
+                    if self.expose_errors
+                    else type(exc).__name__
+                )
             latency = round((time.perf_counter() - started) * 1000, 2)
             results[index] = CheckResult(check.name, error is None, latency, error)
 

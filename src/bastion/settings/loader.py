@@ -58,8 +58,9 @@ def load_settings(
     """Load and validate settings.
 
     Args:
-        path: The TOML file. ``None`` uses ``$BASTION_CONFIG`` or ``./bastion.toml``
-            when it exists, else defaults only. An explicit path must exist.
+        path: The TOML file. ``None`` uses ``$BASTION_CONFIG`` when set, else defaults
+            only (discovery of ``./bastion.toml`` belongs to the caller: the CLI and
+            :meth:`bastion.App.load_settings`). An explicit path must exist.
         env: The environment; defaults to ``$BASTION_ENV``, then ``development``.
         environ: The environment variables (``os.environ`` by default).
         overrides: Nested values applied last, e.g. ``{"database": {"url": ...}}``;
@@ -148,8 +149,7 @@ def _resolve_path(path: str | Path | None, environ: Mapping[str, str]) -> Path |
         return Path(path)
     if environ.get("BASTION_CONFIG"):
         return Path(environ["BASTION_CONFIG"])
-    default = Path("bastion.toml")
-    return default if default.exists() else None
+    return None
 
 
 def _deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:

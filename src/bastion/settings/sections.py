@@ -24,8 +24,6 @@ class Section(BaseModel):
 
 
 class AppSection(Section):
-    name: str = "bastion-app"
-    """Shown in logs, health responses and the OpenAPI title."""
     module: str | None = None
     """Import path of the :class:`bastion.App`, ``"package.module:attr"``; used by the CLI."""
     version: str = "0.0.0"
@@ -86,7 +84,7 @@ class ErrorsSection(Section):
     log_codes: list[str] = Field(default_factory=list)
     """4xx codes that are also written to the error log (5xx always are)."""
     expose_internals: bool | None = None
-    """Show exception type and message in 500 responses; defaults to on in development only."""
+    """Show the exception type and message in 5xx responses; on in development only by default."""
 
 
 class I18nSection(Section):
@@ -97,11 +95,6 @@ class I18nSection(Section):
 class HealthSection(Section):
     timeout_s: float = Field(2.0, gt=0, le=60)
     """Default time limit for one readiness check."""
-
-
-class PaginationSection(Section):
-    default_limit: int = Field(20, ge=1, le=100)
-    max_limit: int = Field(100, ge=1, le=1000)
 
 
 class Settings(BaseModel):
@@ -118,7 +111,6 @@ class Settings(BaseModel):
     errors: ErrorsSection = ErrorsSection()
     i18n: I18nSection = I18nSection()
     health: HealthSection = HealthSection()
-    pagination: PaginationSection = PaginationSection()
     extensions: dict[str, Any] = Field(default_factory=dict)
     """App-declared sections (``App(config_sections={...})``), validated by their own models."""
 

@@ -129,8 +129,11 @@ def bastion_settings(
     overrides.setdefault("database", {})["url"] = bastion_database_url
     overrides["database"].setdefault("auto_migrate", False)
     overrides.setdefault("log", {}).setdefault("access_log", False)
+    # The app's own bastion.toml, never one found in the working directory: a test
+    # must not change meaning with the folder pytest was started from.
+    config = bastion_app.config if bastion_app.config and bastion_app.config.exists() else None
     return load_settings(
-        None,
+        config,
         env="development",
         environ={},
         overrides=overrides,

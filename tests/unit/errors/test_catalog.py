@@ -79,3 +79,12 @@ def test_exceptions_carry_code_params_and_headers() -> None:
         "30",
         30,
     )
+
+
+def test_a_catalog_file_cannot_redeclare_a_status(tmp_path: object) -> None:
+    from pathlib import Path
+
+    folder = Path(str(tmp_path))
+    (folder / "en.toml").write_text('[codes.not_found]\nstatus = 410\ntitle = "Gone"\n', encoding="utf-8")
+    with pytest.raises(ValueError, match="already declared"):
+        ErrorCatalog.with_platform_messages().load_dir(folder)
