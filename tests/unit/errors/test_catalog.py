@@ -85,6 +85,7 @@ def test_a_catalog_file_cannot_redeclare_a_status(tmp_path: object) -> None:
     from pathlib import Path
 
     folder = Path(str(tmp_path))
-    (folder / "en.toml").write_text('[codes.not_found]\nstatus = 410\ntitle = "Gone"\n', encoding="utf-8")
+    catalog_file = folder / "en.toml"
+    catalog_file.write_text('[codes.not_found]\nstatus = 410\ntitle = "Gone"\n', encoding="utf-8")
     with pytest.raises(ValueError, match="already declared"):
         ErrorCatalog.with_platform_messages().load_dir(folder)
