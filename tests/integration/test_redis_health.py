@@ -36,7 +36,10 @@ async def test_ready_is_503_when_redis_is_unreachable(bastion_database_url: str)
     settings = load_settings(
         None,
         environ={},
-        overrides={"database": {"url": bastion_database_url}, "redis": {"url": "redis://127.0.0.1:1/0"}},
+        overrides={
+            "database": {"url": bastion_database_url},
+            "redis": {"url": "redis://127.0.0.1:1/0"},
+        },
     )
     async with BastionClient(app.runtime(settings).asgi()) as client:
         response = await client.get("/health/ready")
