@@ -143,20 +143,15 @@ class App:
         tags: Iterable[str] = (),
     ) -> Callable[[F], F]:
         """Declare a read-write function: one transaction, committed only if it returns."""
-        return self._register(
-            FunctionKind.MUTATION,
-            path,
-            dict(
-                method=method,
-                status_code=status_code,
-                response=response,
-                permissions=permissions,
-                name=name,
-                tags=tags,
-                cache_control=None,
-                etag=False,
-            ),
+        options = dict(
+            method=method,
+            status_code=status_code,
+            response=response,
+            permissions=permissions,
+            name=name,
+            tags=tags,
         )
+        return self._register(FunctionKind.MUTATION, path, _unsafe(options))
 
     def action(
         self,
@@ -170,20 +165,15 @@ class App:
         tags: Iterable[str] = (),
     ) -> Callable[[F], F]:
         """Declare an async function that talks to the outside world; it holds no transaction."""
-        return self._register(
-            FunctionKind.ACTION,
-            path,
-            dict(
-                method=method,
-                status_code=status_code,
-                response=response,
-                permissions=permissions,
-                name=name,
-                tags=tags,
-                cache_control=None,
-                etag=False,
-            ),
+        options = dict(
+            method=method,
+            status_code=status_code,
+            response=response,
+            permissions=permissions,
+            name=name,
+            tags=tags,
         )
+        return self._register(FunctionKind.ACTION, path, _unsafe(options))
 
     def include_router(self, router: APIRouter, *, prefix: str = "") -> None:
         """Mount a plain FastAPI router beside bastion's functions."""
@@ -361,6 +351,11 @@ def build_asgi_app(runtime: Runtime) -> ASGIApp:
         stack = AccessLogMiddleware(stack)
     stack = RequestIdMiddleware(stack)
     return stack
+
+
+def _unsafe(options: dict[str, Any]) -> dict[str, Any]:
+    # Responses of functions that change things are never cached or revalidated.
+    return {**options, "cache_control": None, "etag": False}
 
 
 def _redis_check(url: str) -> Callable[[], Awaitable[None]]:

@@ -74,24 +74,19 @@ class Invoker:
             result = await spec.fn(context(None), **args)
             return _validate(spec, result)
 
-        run = self._run_query if spec.kind is FunctionKind.QUERY else self._run_mutation
-        return await anyio.to_thread.run_sync(run, spec, args, context)
+        return await anyio.to_thread.run_sync(self._run_in_transaction, spec, args, context)
 
-    def _run_query(
+    def _run_in_transaction(
         self, spec: FunctionSpec, args: Mapping[str, Any], context: Callable[[Any], Context]
     ) -> Any:
+        transaction = (
+            self.database.read_transaction
+            if spec.kind is FunctionKind.QUERY
+            else self.database.transaction
+        )
         try:
-            with self.database.read_transaction() as session:
-                return _validate(spec, spec.fn(context(session), **args))
-        except sa_exc.DBAPIError as error:
-            raise database_error(error) from error
-
-    def _run_mutation(
-        self, spec: FunctionSpec, args: Mapping[str, Any], context: Callable[[Any], Context]
-    ) -> Any:
-        try:
-            with self.database.transaction() as session:
-                # Validating inside the transaction means an invalid result rolls the
+            with transaction() as session:
+                # Validating inside the transaction means an invalid result rolls a
                 # mutation back instead of committing work the caller never sees.
                 return _validate(spec, spec.fn(context(session), **args))
         except sa_exc.DBAPIError as error:
