@@ -54,7 +54,7 @@ fmt: install ## Format and auto-fix
 bench: install ## Request-path benchmark (installs wrk; results in benchmarks/results/)
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) || echo "wrk not installed: the benchmark falls back to its Python load generator"
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
-	$(BIN)/python benchmarks/request_path.py
+	$(BIN)/python benchmarks/request_path.py --profile bastion
 
 docs: ## Where the documentation lives
 	@echo "docs/index.md is the entry point; the OpenAPI docs are served at /docs by 'make run'."

@@ -11,6 +11,7 @@ import logging
 import re
 import sys
 from collections.abc import MutableMapping
+from functools import lru_cache
 from typing import Any
 
 import structlog
@@ -24,18 +25,30 @@ _KEY_VALUE = re.compile(
     r"(?i)\b(pass(?:word|wd)?|secret|token|api[_-]?key|authorization)\b(\s*[=:]\s*)[^\s,;&'\"]+"
 )
 _CARD_NUMBER = re.compile(r"\b\d(?:[ -]?\d){12,18}\b")
+# One cheap search decides whether a string needs the three substitutions at all;
+# almost every logged string (paths, routes, ids) does not.
+_MAYBE_SECRET = re.compile(
+    r"(?i)bearer|basic|pass|secret|token|api[_-]?key|authorization|\d(?:[ -]?\d){12}"
+)
 REDACTED = "[redacted]"
+
+
+@lru_cache(maxsize=4096)
+def _is_secret_key(key: str) -> bool:
+    return _SECRET_KEYS.search(key) is not None
 
 
 def scrub(value: Any, key: str = "") -> Any:
     """Redact secrets: values under secret-looking keys, bearer tokens and card numbers."""
-    if key and _SECRET_KEYS.search(key) and value not in (None, "", [], {}):
+    if key and _is_secret_key(key) and value not in (None, "", [], {}):
         return REDACTED
     if isinstance(value, dict):
         return {k: scrub(v, str(k)) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [scrub(v) for v in value]
     if isinstance(value, str):
+        if not _MAYBE_SECRET.search(value):
+            return value
         value = _KEY_VALUE.sub(r"\1\2" + REDACTED, _BEARER.sub(r"\1 " + REDACTED, value))
         return _CARD_NUMBER.sub(REDACTED, value)
     return value
@@ -53,6 +66,15 @@ def _scrub_processor(
                 event[key] = scrub(event[key])
             continue
         event[key] = scrub(event[key], key)
+    return event
+
+
+def _scrub_exception(
+    _logger: Any, _name: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    # Runs after the traceback is rendered; everything else was scrubbed already.
+    if "exception" in event:
+        event["exception"] = scrub(event["exception"])
     return event
 
 
@@ -103,9 +125,9 @@ def configure_logging(
         else structlog.dev.ConsoleRenderer(colors=file is None and sys.stderr.isatty())
     )
     final: list[Any] = (
-        [_TRACEBACKS, _scrub_processor]
+        [_TRACEBACKS, _scrub_exception]
         if use_json
-        else [structlog.processors.format_exc_info, _scrub_processor]
+        else [structlog.processors.format_exc_info, _scrub_exception]
     )
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],

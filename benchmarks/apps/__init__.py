@@ -1,0 +1,3 @@
+"""The bastion apps the benchmarks serve."""
+
+from __future__ import annotations
