@@ -116,13 +116,16 @@ def test_run_refuses_an_invalid_configuration_before_serving(
     bastion: Runner, project: Path
 ) -> None:
     (project / "bastion.toml").write_text(
-        '[app]\nmodule = "cliapp.app:app"\n\n[server]\nworkers = 0\n', encoding="utf-8"
+        '[app]\nmodule = "cliapp.app:app"\n\n[server]\nworkers = "many"\ncolour = "blue"\n',
+        encoding="utf-8",
     )
 
-    result = bastion("run")
+    result = bastion("run", env={"BASTION_ENV": "production"})
 
     assert result.exit_code == 2
-    assert "server.workers" in result.stderr
+    assert "server.workers: Input should be a valid integer" in result.stderr
+    assert "server.colour: unknown setting" in result.stderr
+    assert "app.secret_key: production needs a secret" in result.stderr
 
 
 def test_run_validates_its_options(bastion: Runner, project: Path) -> None:
