@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,7 +49,6 @@ class Context:
     settings: Settings
     services: Any = None
     function: str = ""
-    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
     def session(self) -> Session:

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, event, exc, text
+from sqlalchemy import event, exc, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from bastion.db.engine import create_engines, normalize_url
@@ -73,9 +73,6 @@ class Database:
     def dispose(self) -> None:
         self.write_engine.dispose()
         self.read_engine.dispose()
-
-    def engine_for(self, *, read_only: bool) -> Engine:
-        return self.read_engine if read_only else self.write_engine
 
 
 def is_read_only_error(error: exc.DBAPIError) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import typing
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -57,7 +57,6 @@ class FunctionSpec:
     tags: tuple[str, ...] = ()
     cache_control: str | None = None
     etag: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def declare(

@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 
 from bastion.app import App
 from bastion.db.database import Database
+from bastion.db.migrations import Migrator
 from bastion.settings.sections import DatabaseSection
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -78,18 +79,13 @@ def migrate(app: App, url: str) -> None:
     """Bring a database to the app's current schema (platform and app migrations)."""
     database = Database(DatabaseSection(url=url, pool_size=1, max_overflow=0))
     try:
-        migrator = _migrator(app, database)
-        migrator.upgrade()
+        Migrator(
+            database, branch=app.name, versions_dir=app.migrations, metadata=app.metadata
+        ).upgrade()
         if app.metadata is not None and app.migrations is None:
             app.metadata.create_all(database.write_engine)
     finally:
         database.dispose()
-
-
-def _migrator(app: App, database: Database):  # type: ignore[no-untyped-def]
-    from bastion.db.migrations import Migrator
-
-    return Migrator(database, branch=app.name, versions_dir=app.migrations, metadata=app.metadata)
 
 
 def _fingerprint(app: App) -> str:
