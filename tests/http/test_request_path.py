@@ -264,9 +264,14 @@ async def test_docs_render_from_local_assets_and_openapi_is_3_1(client: BastionC
 
 
 async def test_gzip_response_is_valid(client: BastionClient) -> None:
-    raw = await client.get("/openapi.json", headers={"Accept-Encoding": "gzip"})
-    assert json.loads(raw.content)["openapi"].startswith("3.1")
-    assert gzip.compress(b"x")
+    chunks = []
+    async with client.stream("GET", "/openapi.json", headers={"Accept-Encoding": "gzip"}) as raw:
+        assert raw.headers["content-encoding"] == "gzip"
+        async for chunk in raw.aiter_raw():
+            chunks.append(chunk)
+    compressed = b"".join(chunks)
+    assert compressed[:2] == b"\x1f\x8b"
+    assert json.loads(gzip.decompress(compressed))["openapi"].startswith("3.1")
 
 
 async def test_production_health_shows_only_the_type_of_a_failure(
