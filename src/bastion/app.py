@@ -22,6 +22,7 @@ from fastapi import APIRouter, FastAPI
 from pydantic import BaseModel
 from sqlalchemy import MetaData
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
 
 from bastion.context import Principal
@@ -34,6 +35,7 @@ from bastion.http.middleware.access_log import AccessLogMiddleware
 from bastion.http.middleware.body_limit import BodyLimitMiddleware
 from bastion.http.middleware.errors import ErrorMiddleware
 from bastion.http.middleware.request_id import RequestIdMiddleware
+from bastion.http.middleware.security_headers import SecurityHeadersMiddleware
 from bastion.http.problems import ProblemRenderer
 from bastion.http.routing import build_api
 from bastion.observability.health import HealthRegistry
@@ -329,10 +331,13 @@ def build_asgi_app(runtime: Runtime) -> ASGIApp:
     1. ``RequestIdMiddleware`` — assign or accept the request id; outermost so that
        every response, the error middleware's included, carries ``X-Request-ID``.
     2. ``AccessLogMiddleware`` — one line per request with the final status.
-    3. ``ErrorMiddleware`` — any exception that escaped becomes a 500 problem.
-    4. ``GZipMiddleware`` — compress bodies above ``server.gzip_min_bytes``.
-    5. ``BodyLimitMiddleware`` — 413 above ``server.max_body_bytes``.
-    6. The FastAPI router — validation, function routes, health, docs; its exception
+    3. ``SecurityHeadersMiddleware`` — CSP, nosniff, Referrer-Policy, framing, HSTS.
+    4. ``CORSMiddleware`` (Starlette's, when ``cors.allow_origins`` is set) — outside
+       the error middleware, so browsers can read error bodies too.
+    5. ``ErrorMiddleware`` — any exception that escaped becomes a 500 problem.
+    6. ``GZipMiddleware`` — compress bodies above ``server.gzip_min_bytes``.
+    7. ``BodyLimitMiddleware`` — 413 above ``server.max_body_bytes``.
+    8. The FastAPI router — validation, function routes, health, docs; its exception
        handlers render every error as problem+json.
     """
     settings = runtime.settings
@@ -347,6 +352,23 @@ def build_asgi_app(runtime: Runtime) -> ASGIApp:
     )
     stack = GZipMiddleware(stack, minimum_size=settings.server.gzip_min_bytes)
     stack = ErrorMiddleware(stack, render=problems.asgi)
+    cors = settings.cors
+    if cors.allow_origins:
+        stack = CORSMiddleware(
+            stack,
+            allow_origins=cors.allow_origins,
+            allow_methods=cors.allow_methods,
+            allow_headers=cors.allow_headers,
+            expose_headers=cors.expose_headers,
+            allow_credentials=cors.allow_credentials and "*" not in cors.allow_origins,
+            max_age=cors.max_age_s,
+        )
+    hsts = (
+        settings.security.hsts
+        if settings.security.hsts is not None
+        else settings.env == "production"
+    )
+    stack = SecurityHeadersMiddleware(stack, settings=settings.security, hsts=hsts)
     if settings.log.access_log:
         stack = AccessLogMiddleware(stack)
     stack = RequestIdMiddleware(stack)

@@ -263,6 +263,10 @@ def _production_problems(settings: Settings) -> list[str]:
         problems.append("app.debug: must be off in production")
     if settings.errors.expose_internals:
         problems.append("errors.expose_internals: must be off in production")
+    if "*" in settings.cors.allow_origins:
+        problems.append("cors.allow_origins: production must list origins, not '*'")
+    if settings.security.hsts is False:
+        problems.append("security.hsts: must not be switched off in production")
     if settings.database.echo:
         problems.append("database.echo: must be off in production (it logs query parameters)")
     return problems

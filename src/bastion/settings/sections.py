@@ -97,6 +97,57 @@ class HealthSection(Section):
     """Default time limit for one readiness check."""
 
 
+class SecuritySection(Section):
+    hsts: bool | None = None
+    """Send Strict-Transport-Security; defaults to on in production only."""
+    hsts_max_age_s: int = Field(31_536_000, ge=0)
+    content_security_policy: str = (
+        "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    )
+    """The API's policy: its responses are JSON, so nothing may load or frame them."""
+    docs_content_security_policy: str = (
+        "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'"
+    )
+    """The policy of ``/docs`` (Swagger UI needs its inline start-up script)."""
+    referrer_policy: str = "no-referrer"
+
+
+class CorsSection(Section):
+    allow_origins: list[str] = Field(default_factory=list)
+    """Origins allowed to call the API from a browser; empty switches CORS off."""
+    allow_methods: list[str] = Field(
+        default_factory=lambda: ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+    )
+    allow_headers: list[str] = Field(
+        default_factory=lambda: [
+            "Authorization",
+            "Content-Type",
+            "Accept",
+            "Accept-Language",
+            "X-Request-ID",
+            "X-CSRF-Token",
+            "X-API-Key",
+            "Idempotency-Key",
+            "If-None-Match",
+        ]
+    )
+    expose_headers: list[str] = Field(
+        default_factory=lambda: [
+            "X-Request-ID",
+            "ETag",
+            "Retry-After",
+            "RateLimit-Limit",
+            "RateLimit-Remaining",
+            "RateLimit-Reset",
+            "Idempotent-Replayed",
+        ]
+    )
+    allow_credentials: bool = True
+    """Let browsers send cookies; never combined with a wildcard origin."""
+    max_age_s: int = Field(600, ge=0)
+
+
 class Settings(BaseModel):
     """All of bastion's settings, as loaded from ``bastion.toml`` and the environment."""
 
@@ -111,6 +162,8 @@ class Settings(BaseModel):
     errors: ErrorsSection = ErrorsSection()
     i18n: I18nSection = I18nSection()
     health: HealthSection = HealthSection()
+    security: SecuritySection = SecuritySection()
+    cors: CorsSection = CorsSection()
     extensions: dict[str, Any] = Field(default_factory=dict)
     """App-declared sections (``App(config_sections={...})``), validated by their own models."""
 
