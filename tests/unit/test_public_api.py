@@ -12,6 +12,7 @@ def test_all_is_sorted_and_complete() -> None:
         assert hasattr(bastion, name), name
     modules = {
         "app",
+        "auth",
         "context",
         "db",
         "errors",

@@ -20,6 +20,7 @@ PLATFORM_CODES: dict[str, int] = {
     "bad_request": 400,
     "invalid_json": 400,
     "validation_failed": 422,
+    "weak_password": 422,
     "not_authenticated": 401,
     "permission_denied": 403,
     "not_found": 404,

@@ -97,6 +97,16 @@ class HealthSection(Section):
     """Default time limit for one readiness check."""
 
 
+class AuthSection(Section):
+    password_min_length: int = Field(10, ge=8, le=128)
+    password_max_length: int = Field(128, ge=16, le=4096)
+    """Argon2 hashes any length, but an upper bound keeps one login from costing seconds."""
+    argon2_time_cost: int = Field(3, ge=1, le=20)
+    argon2_memory_kib: int = Field(65_536, ge=8_192, le=4_194_304)
+    """64 MiB: RFC 9106's second recommended option, argon2-cffi's default."""
+    argon2_parallelism: int = Field(4, ge=1, le=64)
+
+
 class SecuritySection(Section):
     hsts: bool | None = None
     """Send Strict-Transport-Security; defaults to on in production only."""
@@ -162,6 +172,7 @@ class Settings(BaseModel):
     errors: ErrorsSection = ErrorsSection()
     i18n: I18nSection = I18nSection()
     health: HealthSection = HealthSection()
+    auth: AuthSection = AuthSection()
     security: SecuritySection = SecuritySection()
     cors: CorsSection = CorsSection()
     extensions: dict[str, Any] = Field(default_factory=dict)

@@ -13,7 +13,8 @@ def test_every_platform_code_is_translated_in_every_shipped_locale() -> None:
     assert catalog.missing_translations() == {}
     for locale in catalog.locales:
         for code in PLATFORM_CODES:
-            message = catalog.render(code, locale, {"limit": 1, "retry_after": 2})
+            params = {"limit": 1, "retry_after": 2, "min_length": 10, "max_length": 128}
+            message = catalog.render(code, locale, params)
             assert message.title
             assert message.detail
             assert "{" not in message.detail
