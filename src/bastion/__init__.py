@@ -7,7 +7,8 @@ them as a secure, observable HTTP API.
 from __future__ import annotations
 
 from bastion.app import App, Runtime, build_asgi_app
-from bastion.context import Context, Principal
+from bastion.auth.principal import Principal
+from bastion.context import Context
 from bastion.db import (
     NAMING_CONVENTION,
     CursorPage,

@@ -25,7 +25,8 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
 
-from bastion.context import Principal
+from bastion.auth.passwords import Passwords
+from bastion.auth.principal import Principal
 from bastion.db.database import Database
 from bastion.db.migrations import Migrator
 from bastion.db.pagination import CursorCodec
@@ -244,6 +245,7 @@ class Runtime:
         self.health.add("database", self._check_database)
         if settings.redis.url:
             self.health.add("redis", _redis_check(settings.redis.url))
+        self.passwords = Passwords(settings.auth)
         self.invoker = Invoker(self.database, settings, services=self)
         self.cursors = CursorCodec(settings.app.secret_key.get_secret_value())
         self.problems = ProblemRenderer(app.errors, settings, self.database)

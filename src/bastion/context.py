@@ -8,22 +8,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from bastion.auth.principal import Principal
 from bastion.settings.sections import Settings
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who is calling: a user (or API key) with roles and the permissions they grant.
-
-    A permission is ``action:scope`` (``write:all``, ``read:public``, ``write:own``).
-    """
-
-    id: str
-    roles: frozenset[str] = frozenset()
-    permissions: frozenset[str] = frozenset()
-
-    def has(self, permission: str) -> bool:
-        return permission in self.permissions
 
 
 @dataclass(slots=True)

@@ -45,6 +45,17 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name)
 
 
+def platform_head() -> str:
+    """The newest revision of bastion's own migration branch."""
+    from alembic.script import ScriptDirectory
+
+    from bastion.db.migrations import PLATFORM_MIGRATIONS
+
+    revision = ScriptDirectory(str(PLATFORM_MIGRATIONS.parent)).get_revision("bastion@head")
+    assert revision is not None
+    return str(revision.revision)
+
+
 def copy_project(target: Path) -> Path:
     """Copy the test project to ``target``; returns the folder."""
     shutil.copytree(PROJECT, target, ignore=shutil.ignore_patterns("__pycache__", "var"))
@@ -76,8 +87,12 @@ class Runner:
     def __init__(self) -> None:
         self._runner = CliRunner()
 
-    def __call__(self, *args: str, env: dict[str, str] | None = None) -> Result:
-        return self._runner.invoke(cli, list(args), env={"COLUMNS": "200", **(env or {})})
+    def __call__(
+        self, *args: str, env: dict[str, str] | None = None, input: str | None = None
+    ) -> Result:
+        return self._runner.invoke(
+            cli, list(args), env={"COLUMNS": "200", **(env or {})}, input=input
+        )
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from tests.cli.conftest import Runner
+from tests.cli.conftest import Runner, platform_head
 
 
 def tables(project: Path) -> set[str]:
@@ -18,7 +18,7 @@ def test_make_up_status_down(bastion: Runner, project: Path) -> None:
     # A fresh database: everything is pending, and status says so with exit 1.
     status = bastion("migrate", "status")
     assert status.exit_code == 1, status.output
-    assert "bastion_0001" in status.stdout
+    assert platform_head() in status.stdout
     assert "pending" in status.stdout
 
     # Autogenerate compares with the database, which must be up to date first.
@@ -30,6 +30,7 @@ def test_make_up_status_down(bastion: Runner, project: Path) -> None:
     up = bastion("migrate", "up")
     assert up.exit_code == 0, up.output
     assert "Applied bastion_0001" in up.stdout
+    assert platform_head() in up.stdout.splitlines()[0]
 
     made = bastion("migrate", "make", "-m", "create items")
     assert made.exit_code == 0, made.output

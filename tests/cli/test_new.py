@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import Runner
+from tests.cli.conftest import Runner, platform_head
 
 FILES = {
     ".gitignore",
@@ -50,7 +50,7 @@ def test_new_writes_the_package(bastion: Runner, tmp_path: Path) -> None:
     revision = (target / "migrations" / "0001_create_notes.py").read_text(encoding="utf-8")
     assert 'branch_labels: str | Sequence[str] | None = ("notes",)' in revision
     # The platform's head, as a revision id: Alembic cannot resolve "bastion@head" in a file.
-    assert 'depends_on: str | Sequence[str] | None = "bastion_0001"' in revision
+    assert f'depends_on: str | Sequence[str] | None = "{platform_head()}"' in revision
     toml = (target / "bastion.toml").read_text(encoding="utf-8")
     assert 'url = "sqlite:///var/notes.db"' in toml
     assert "[profile.development.database]\n" in toml

@@ -3,5 +3,22 @@
 from __future__ import annotations
 
 from bastion.auth.passwords import Passwords, common_passwords
+from bastion.auth.principal import Principal
+from bastion.auth.users import (
+    User,
+    create_user,
+    find_user,
+    normalize_email,
+    principal_for,
+)
 
-__all__ = ["Passwords", "common_passwords"]
+__all__ = [
+    "Passwords",
+    "Principal",
+    "User",
+    "common_passwords",
+    "create_user",
+    "find_user",
+    "normalize_email",
+    "principal_for",
+]

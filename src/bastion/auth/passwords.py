@@ -7,7 +7,7 @@ Williams; BSD licence, see ``data/README.md``).
 from __future__ import annotations
 
 import gzip
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +40,13 @@ class Passwords:
             memory_cost=settings.argon2_memory_kib,
             parallelism=settings.argon2_parallelism,
         )
+
+    @cached_property
+    def _dummy(self) -> str:
         # Verifying against this hash when a user does not exist makes a login for an
-        # unknown email cost the same as one with a wrong password.
-        self._dummy = self._hasher.hash("bastion-dummy-password-for-equal-work")
+        # unknown email cost the same as one with a wrong password. Made on first use:
+        # building a runtime should not cost a full hash.
+        return self._hasher.hash("bastion-dummy-password-for-equal-work")
 
     def hash(self, password: str) -> str:
         return self._hasher.hash(password)

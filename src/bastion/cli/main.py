@@ -7,6 +7,7 @@
 ``config ...``     :mod:`bastion.cli.config`
 ``openapi``        :mod:`bastion.cli.openapi`
 ``new``            :mod:`bastion.cli.new`
+``user ...``       :mod:`bastion.cli.user`
 =================  ==========================================================
 """
 
@@ -17,7 +18,7 @@ from typing import Annotated
 import typer
 
 import bastion
-from bastion.cli import config, migrate, new, openapi, routes, run
+from bastion.cli import config, migrate, new, openapi, routes, run, user
 from bastion.cli.output import options
 
 cli = typer.Typer(
@@ -36,6 +37,7 @@ cli.command("routes")(routes.routes)
 cli.add_typer(config.group)
 cli.command("openapi")(openapi.openapi)
 cli.command("new")(new.new)
+cli.add_typer(user.group)
 
 
 def _show_version(value: bool) -> None:

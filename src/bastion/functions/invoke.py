@@ -12,7 +12,8 @@ from typing import Any
 import anyio.to_thread
 from sqlalchemy import exc as sa_exc
 
-from bastion.context import Context, Principal
+from bastion.auth.principal import Principal
+from bastion.context import Context
 from bastion.db.database import Database, is_unavailable_error
 from bastion.errors import (
     BastionError,

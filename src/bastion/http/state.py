@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qs
 
-from bastion.context import Principal
+from bastion.auth.principal import Principal
 from bastion.i18n import negotiate_locale
 from bastion.settings.sections import Settings
 from bastion.types import Scope

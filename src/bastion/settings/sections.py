@@ -97,7 +97,16 @@ class HealthSection(Section):
     """Default time limit for one readiness check."""
 
 
+def _default_roles() -> dict[str, list[str]]:
+    return {
+        "admin": ["read:all", "write:all", "delete:all"],
+        "user": ["read:public", "write:own"],
+    }
+
+
 class AuthSection(Section):
+    roles: dict[str, list[str]] = Field(default_factory=_default_roles)
+    """Role name to the permissions it grants (``action:scope``); ``[auth.roles]`` in the file."""
     password_min_length: int = Field(10, ge=8, le=128)
     password_max_length: int = Field(128, ge=16, le=4096)
     """Argon2 hashes any length, but an upper bound keeps one login from costing seconds."""

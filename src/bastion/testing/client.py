@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import uvicorn
 
-from bastion.context import Principal
+from bastion.auth.principal import Principal
 from bastion.types import ASGIApp, Receive, Scope, Send
 
 
