@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from bastion import App
 from examples.shop.models import Base
@@ -20,6 +20,10 @@ class ShopSettings(BaseModel):
     seed_demo_data: bool = True
     """Fill an empty database with demo categories and products at start-up."""
     demo_products: int = Field(240, ge=0, le=100_000)
+    admin_email: str = "admin@example.com"
+    """The admin created on first start (``SHOP_ADMIN_EMAIL`` in bastion.toml)."""
+    admin_password: SecretStr | None = None
+    """Its password (``SHOP_ADMIN_PASSWORD``); generated and printed once when unset."""
 
 
 app = App(

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import random
+import secrets
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import exc, select
 
 from bastion import Runtime
+from bastion.auth import create_user
 from bastion.db import MetaEntry
 from examples.shop.app import app
 from examples.shop.models import Category, Product
 
 SEED_MARKER = "shop.demo_data"
+ADMIN_MARKER = "shop.admin"
 
 CATEGORIES = [
     ("Phones", "phones", ["iPhone", "Pixel", "Galaxy", "Xperia", "Moto"]),
@@ -89,3 +92,33 @@ def seed_demo_data(runtime: Runtime) -> None:
         runtime.log.info("demo_data_seeded_elsewhere")
         return
     runtime.log.info("demo_data_seeded", products=settings.demo_products)
+
+
+@app.on_startup
+def seed_admin(runtime: Runtime) -> None:
+    """Create the admin once; print a generated password when none was configured."""
+    settings = runtime.settings.section("shop")
+    configured = settings.admin_password.get_secret_value() if settings.admin_password else ""
+    password = configured or secrets.token_urlsafe(18)
+    try:
+        with runtime.database.transaction() as session:
+            if session.get(MetaEntry, ADMIN_MARKER) is not None:
+                return
+            # As with the demo data, the marker row makes concurrent start-ups safe.
+            session.add(MetaEntry(key=ADMIN_MARKER, value=settings.admin_email))
+            session.flush()
+            create_user(
+                session,
+                runtime.passwords,
+                email=settings.admin_email,
+                password=password,
+                name="Shop admin",
+                roles=["admin"],
+                known_roles=runtime.settings.auth.roles,
+            )
+    except exc.IntegrityError:
+        return
+    runtime.log.info("admin_created", email=settings.admin_email)
+    if not configured:
+        # Printed, not logged: logs are shipped and kept, this must be seen once only.
+        print(f"shop admin: {settings.admin_email} / password (shown once): {password}", flush=True)

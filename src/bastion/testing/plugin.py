@@ -8,6 +8,9 @@ Override ``bastion_app`` to return your :class:`bastion.App`; then use:
 - ``clock``: frozen time you can shift;
 - ``bastion_settings_overrides``: override to change settings for a test module.
 
+Settings in tests use cheap argon2 parameters (8 MiB, one pass) unless a test's
+overrides set ``[auth]`` values itself.
+
 Async tests run on asyncio through anyio without needing a marker. Tests that use
 a database are marked ``db``; ``BASTION_TEST_DATABASE=postgres`` runs them on
 PostgreSQL (skipped with the reason when it is unreachable, and failed instead when
@@ -129,6 +132,10 @@ def bastion_settings(
     overrides.setdefault("database", {})["url"] = bastion_database_url
     overrides["database"].setdefault("auto_migrate", False)
     overrides.setdefault("log", {}).setdefault("access_log", False)
+    # Production-strength argon2 (64 MiB, 3 passes) would dominate a suite that
+    # creates users in many tests; the cheapest valid parameters keep behaviour equal.
+    cheap_hashing = {"argon2_memory_kib": 8192, "argon2_time_cost": 1, "argon2_parallelism": 1}
+    overrides["auth"] = {**cheap_hashing, **overrides.get("auth", {})}
     # The app's own bastion.toml, never one found in the working directory: a test
     # must not change meaning with the folder pytest was started from.
     config = bastion_app.config if bastion_app.config and bastion_app.config.exists() else None

@@ -47,3 +47,56 @@ async def test_concurrent_start_ups_seed_exactly_once(bastion_database_url: str)
 async def test_seeding_can_be_switched_off(runtime: Any) -> None:
     with runtime.database.read_transaction() as session:
         assert session.scalar(select(func.count()).select_from(Product)) == 0
+
+
+def _settings(url: str, **shop: Any) -> Any:
+    return load_settings(
+        None,
+        environ={},
+        extensions=app.config_sections,
+        overrides={
+            "database": {"url": url},
+            "shop": {"seed_demo_data": False, **shop},
+            "auth": {"argon2_memory_kib": 8192, "argon2_time_cost": 1},
+        },
+    )
+
+
+async def test_the_configured_admin_is_created_once(bastion_database_url: str) -> None:
+    from bastion.auth import find_user
+
+    settings = _settings(
+        bastion_database_url,
+        admin_email="Boss@Shop.example.com",
+        admin_password="violet-lantern-orbit-42",
+    )
+    for _ in range(2):
+        runtime = app.runtime(settings)
+        await runtime.startup()
+        await runtime.shutdown()
+    with runtime.database.read_transaction() as session:
+        admin = find_user(session, "boss@shop.example.com")
+        assert admin is not None
+        assert admin.roles == ["admin"]
+        assert runtime.passwords.verify(admin.password_hash, "violet-lantern-orbit-42")
+
+
+async def test_a_generated_admin_password_is_printed_once_and_works(
+    bastion_database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bastion.auth import find_user
+
+    settings = _settings(bastion_database_url)
+    runtime = app.runtime(settings)
+    await runtime.startup()
+    printed = capsys.readouterr().out
+    password = printed.split("password (shown once): ")[1].split()[0]
+    await runtime.shutdown()
+    second = app.runtime(settings)
+    await second.startup()
+    assert "password" not in capsys.readouterr().out
+    await second.shutdown()
+    with runtime.database.read_transaction() as session:
+        admin = find_user(session, "admin@example.com")
+        assert admin is not None
+        assert runtime.passwords.verify(admin.password_hash, password)
