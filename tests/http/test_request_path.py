@@ -14,7 +14,7 @@ from sqlalchemy import select
 from bastion import App, Runtime, load_settings
 from bastion.db import ErrorLogEntry
 from bastion.observability import configure_logging
-from bastion.testing import BastionClient
+from bastion.testing import BastionClient, RuntimeFactory
 from tests.apps import app
 
 
@@ -24,18 +24,13 @@ def bastion_app() -> App:
 
 
 @pytest.fixture
-async def production(bastion_database_url: str) -> AsyncIterator[tuple[Runtime, BastionClient]]:
-    settings = load_settings(
-        None,
-        env="production",
-        environ={"BASTION_APP_SECRET_KEY": "p" * 40},
-        overrides={"database": {"url": bastion_database_url}},
-    )
-    runtime = app.runtime(settings)
+async def production(
+    make_runtime: RuntimeFactory,
+) -> AsyncIterator[tuple[Runtime, BastionClient]]:
+    runtime = make_runtime(env="production", environ={"BASTION_APP_SECRET_KEY": "p" * 40})
     await runtime.startup()
     async with BastionClient(runtime.asgi()) as client:
         yield runtime, client
-    await runtime.shutdown()
 
 
 @pytest.fixture
@@ -63,12 +58,9 @@ async def test_a_well_formed_request_id_is_echoed_and_a_bad_one_replaced(
 
 
 async def test_one_access_log_line_per_request_with_route_and_request_id(
-    bastion_database_url: str, json_logs: pytest.CaptureFixture[str]
+    make_runtime: RuntimeFactory, json_logs: pytest.CaptureFixture[str]
 ) -> None:
-    settings = load_settings(
-        None, environ={}, overrides={"database": {"url": bastion_database_url}}
-    )
-    runtime = app.runtime(settings)
+    runtime = make_runtime(log={"access_log": True})
     async with BastionClient(runtime.asgi()) as client:
         await client.get("/api/v1/notes/41", headers={"X-Request-ID": "trace-me"})
     access = [line for line in _lines(json_logs) if line.get("event") == "request"]
@@ -82,7 +74,6 @@ async def test_one_access_log_line_per_request_with_route_and_request_id(
         "GET",
     )
     assert isinstance(line["duration_ms"], float)
-    runtime.database.dispose()
 
 
 async def test_production_hides_internals_logs_the_error_and_records_it(
@@ -121,22 +112,15 @@ async def test_production_hides_a_query_write_attempt_detail(
     assert "read-only" not in response.text
 
 
-async def test_configured_4xx_codes_are_written_to_the_error_log(bastion_database_url: str) -> None:
-    settings = load_settings(
-        None,
-        environ={},
-        overrides={
-            "database": {"url": bastion_database_url},
-            "errors": {"log_codes": ["not_found"]},
-        },
-    )
-    runtime = app.runtime(settings)
+async def test_configured_4xx_codes_are_written_to_the_error_log(
+    make_runtime: RuntimeFactory,
+) -> None:
+    runtime = make_runtime(errors={"log_codes": ["not_found"]})
     async with BastionClient(runtime.asgi()) as client:
         await client.get("/api/v1/notes/404")
         await client.get("/api/v1/notes/abc")
     with runtime.database.read_transaction() as session:
         assert [e.code for e in session.scalars(select(ErrorLogEntry))] == ["not_found"]
-    runtime.database.dispose()
 
 
 async def test_an_unreachable_error_log_does_not_turn_one_error_into_two(
@@ -154,13 +138,8 @@ async def test_an_unreachable_error_log_does_not_turn_one_error_into_two(
     assert response.json()["code"] == "internal_error"
 
 
-async def test_streamed_bodies_over_the_limit_are_refused(bastion_database_url: str) -> None:
-    settings = load_settings(
-        None,
-        environ={},
-        overrides={"database": {"url": bastion_database_url}, "server": {"max_body_bytes": 2048}},
-    )
-    runtime = app.runtime(settings)
+async def test_streamed_bodies_over_the_limit_are_refused(make_runtime: RuntimeFactory) -> None:
+    runtime = make_runtime(server={"max_body_bytes": 2048})
 
     async def chunks() -> AsyncIterator[bytes]:
         for _ in range(10):
@@ -173,7 +152,6 @@ async def test_streamed_bodies_over_the_limit_are_refused(bastion_database_url: 
     assert response.status_code == 413
     assert response.json()["code"] == "payload_too_large"
     assert response.json()["detail"] == "The request body is larger than the limit of 2048 bytes."
-    runtime.database.dispose()
 
 
 async def test_large_responses_are_gzipped(client: BastionClient) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from bastion import App, SettingsError, load_settings
-from bastion.testing import BastionClient
+from bastion.testing import BastionClient, RuntimeFactory
 from tests.apps import app
 
 ORIGIN = "https://shop.example"
@@ -40,14 +40,9 @@ async def test_docs_get_a_policy_that_lets_swagger_ui_start(client: BastionClien
     assert "frame-ancestors 'none'" in policy
 
 
-async def test_production_sends_hsts(bastion_database_url: str) -> None:
-    settings = load_settings(
-        None,
-        env="production",
-        environ={"BASTION_APP_SECRET_KEY": "p" * 40},
-        overrides={"database": {"url": bastion_database_url}},
-    )
-    async with BastionClient(app.runtime(settings).asgi()) as client:
+async def test_production_sends_hsts(make_runtime: RuntimeFactory) -> None:
+    runtime = make_runtime(env="production", environ={"BASTION_APP_SECRET_KEY": "p" * 40})
+    async with BastionClient(runtime.asgi()) as client:
         response = await client.get("/health/live")
     assert response.headers["strict-transport-security"] == "max-age=31536000; includeSubDomains"
 

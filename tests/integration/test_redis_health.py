@@ -6,8 +6,13 @@ import os
 
 import pytest
 
-from bastion import App, load_settings
-from bastion.testing import BastionClient, redis_unavailable_reason, require_service
+from bastion import App
+from bastion.testing import (
+    BastionClient,
+    RuntimeFactory,
+    redis_unavailable_reason,
+    require_service,
+)
 from bastion.testing.databases import DEFAULT_REDIS_URL
 from tests.apps import app
 
@@ -20,28 +25,15 @@ def bastion_app() -> App:
 
 
 @pytest.mark.redis
-async def test_ready_checks_redis(bastion_database_url: str) -> None:
+async def test_ready_checks_redis(make_runtime: RuntimeFactory) -> None:
     require_service(redis_unavailable_reason(REDIS_URL))
-    settings = load_settings(
-        None,
-        environ={},
-        overrides={"database": {"url": bastion_database_url}, "redis": {"url": REDIS_URL}},
-    )
-    async with BastionClient(app.runtime(settings).asgi()) as client:
+    async with BastionClient(make_runtime(redis={"url": REDIS_URL}).asgi()) as client:
         checks = {c["name"]: c for c in (await client.get("/health/ready")).json()["checks"]}
     assert checks["redis"]["healthy"] is True
 
 
-async def test_ready_is_503_when_redis_is_unreachable(bastion_database_url: str) -> None:
-    settings = load_settings(
-        None,
-        environ={},
-        overrides={
-            "database": {"url": bastion_database_url},
-            "redis": {"url": "redis://127.0.0.1:1/0"},
-        },
-    )
-    async with BastionClient(app.runtime(settings).asgi()) as client:
+async def test_ready_is_503_when_redis_is_unreachable(make_runtime: RuntimeFactory) -> None:
+    async with BastionClient(make_runtime(redis={"url": "redis://127.0.0.1:1/0"}).asgi()) as client:
         response = await client.get("/health/ready")
     assert response.status_code == 503
     checks = {c["name"]: c for c in response.json()["checks"]}

@@ -11,13 +11,14 @@ from bastion.testing.databases import (
     redis_unavailable_reason,
     selected_backend,
 )
-from bastion.testing.plugin import in_ci, require_service
+from bastion.testing.plugin import RuntimeFactory, in_ci, require_service
 
 __all__ = [
     "BastionClient",
     "Clock",
     "DatabaseFactory",
     "IdentityInjector",
+    "RuntimeFactory",
     "free_port",
     "in_ci",
     "live_server",

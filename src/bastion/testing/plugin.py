@@ -33,7 +33,14 @@ from bastion.testing.client import BastionClient, live_server
 from bastion.testing.clock import Clock
 from bastion.testing.databases import DatabaseFactory, postgres_unavailable_reason, selected_backend
 
-_DB_FIXTURES = {"bastion_database_url", "runtime", "client", "live_url", "bastion_settings"}
+_DB_FIXTURES = {
+    "bastion_database_url",
+    "runtime",
+    "client",
+    "live_url",
+    "bastion_settings",
+    "make_runtime",
+}
 
 
 def in_ci() -> bool:
@@ -122,30 +129,80 @@ def bastion_database_url(bastion_app: App, bastion_databases: DatabaseFactory) -
         bastion_databases.drop(url)
 
 
+def _test_settings(
+    app: App,
+    database_url: str,
+    overrides: dict[str, Any],
+    *,
+    env: str = "development",
+    environ: dict[str, str] | None = None,
+) -> Settings:
+    merged: dict[str, Any] = {key: dict(value) for key, value in overrides.items()}
+    merged.setdefault("database", {}).setdefault("url", database_url)
+    merged["database"].setdefault("auto_migrate", False)
+    merged.setdefault("log", {}).setdefault("access_log", False)
+    # Production-strength argon2 (64 MiB, 3 passes) would dominate a suite that
+    # creates users in many tests; the cheapest valid parameters keep behaviour equal.
+    cheap_hashing = {"argon2_memory_kib": 8192, "argon2_time_cost": 1, "argon2_parallelism": 1}
+    merged["auth"] = {**cheap_hashing, **merged.get("auth", {})}
+    # The app's own bastion.toml, never one found in the working directory: a test
+    # must not change meaning with the folder pytest was started from.
+    config = app.config if app.config and app.config.exists() else None
+    return load_settings(
+        config, env=env, environ=environ or {}, overrides=merged, extensions=app.config_sections
+    )
+
+
 @pytest.fixture
 def bastion_settings(
     bastion_app: App, bastion_database_url: str, bastion_settings_overrides: dict[str, Any]
 ) -> Settings:
-    overrides: dict[str, Any] = {
-        key: dict(value) for key, value in bastion_settings_overrides.items()
-    }
-    overrides.setdefault("database", {})["url"] = bastion_database_url
-    overrides["database"].setdefault("auto_migrate", False)
-    overrides.setdefault("log", {}).setdefault("access_log", False)
-    # Production-strength argon2 (64 MiB, 3 passes) would dominate a suite that
-    # creates users in many tests; the cheapest valid parameters keep behaviour equal.
-    cheap_hashing = {"argon2_memory_kib": 8192, "argon2_time_cost": 1, "argon2_parallelism": 1}
-    overrides["auth"] = {**cheap_hashing, **overrides.get("auth", {})}
-    # The app's own bastion.toml, never one found in the working directory: a test
-    # must not change meaning with the folder pytest was started from.
-    config = bastion_app.config if bastion_app.config and bastion_app.config.exists() else None
-    return load_settings(
-        config,
-        env="development",
-        environ={},
-        overrides=overrides,
-        extensions=bastion_app.config_sections,
-    )
+    return _test_settings(bastion_app, bastion_database_url, bastion_settings_overrides)
+
+
+class RuntimeFactory:
+    """Builds runtimes on the test's database; every one is shut down after the test."""
+
+    def __init__(self, app: App, database_url: str, overrides: dict[str, Any]) -> None:
+        self.app = app
+        self.database_url = database_url
+        self.overrides = overrides
+        self.made: list[Runtime] = []
+
+    def __call__(
+        self,
+        app: App | None = None,
+        *,
+        env: str = "development",
+        environ: dict[str, str] | None = None,
+        **sections: dict[str, Any],
+    ) -> Runtime:
+        """A runtime (not started) with ``sections`` merged over the module's overrides."""
+        target = app or self.app
+        overrides = dict(self.overrides)
+        for name, values in sections.items():
+            overrides[name] = {**overrides.get(name, {}), **values}
+        settings = _test_settings(target, self.database_url, overrides, env=env, environ=environ)
+        runtime = target.runtime(settings)
+        self.made.append(runtime)
+        return runtime
+
+
+@pytest.fixture
+async def make_runtime(
+    bastion_app: App, bastion_database_url: str, bastion_settings_overrides: dict[str, Any]
+) -> AsyncIterator[RuntimeFactory]:
+    """``make_runtime(env="production", environ={...}, server={...})``: more runtimes per test.
+
+    Each is shut down (its connections closed) after the test, even when the test
+    used it again after shutting it down itself.
+    """
+    factory = RuntimeFactory(bastion_app, bastion_database_url, bastion_settings_overrides)
+    try:
+        yield factory
+    finally:
+        for made in factory.made:
+            await made.shutdown()
 
 
 @pytest.fixture
