@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bastion.auth.passwords import Passwords, common_passwords
 from bastion.auth.principal import Principal
+from bastion.auth.sessions import SessionRecord, SessionStore
 from bastion.auth.users import (
     User,
     create_user,
@@ -15,6 +16,8 @@ from bastion.auth.users import (
 __all__ = [
     "Passwords",
     "Principal",
+    "SessionRecord",
+    "SessionStore",
     "User",
     "common_passwords",
     "create_user",
