@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import anyio
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import String, func, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -42,6 +42,14 @@ router = APIRouter()
 @router.get("/plain/ping")
 async def plain_ping() -> dict[str, str]:
     return {"pong": "yes"}
+
+
+@router.get("/plain/whoami")
+async def plain_whoami(request: Request) -> dict[str, str | None]:
+    return {
+        "client": request.client.host if request.client else None,
+        "peer": getattr(request.state, "peer", None),
+    }
 
 
 @router.get("/plain/boom")

@@ -34,6 +34,7 @@ from bastion.errors import ErrorCatalog
 from bastion.functions import FunctionKind, FunctionSpec, Invoker, declare
 from bastion.http.middleware.access_log import AccessLogMiddleware
 from bastion.http.middleware.body_limit import BodyLimitMiddleware
+from bastion.http.middleware.client_ip import ClientIpMiddleware
 from bastion.http.middleware.errors import ErrorMiddleware
 from bastion.http.middleware.request_id import RequestIdMiddleware
 from bastion.http.middleware.security_headers import SecurityHeadersMiddleware
@@ -332,14 +333,16 @@ def build_asgi_app(runtime: Runtime) -> ASGIApp:
 
     1. ``RequestIdMiddleware`` — assign or accept the request id; outermost so that
        every response, the error middleware's included, carries ``X-Request-ID``.
-    2. ``AccessLogMiddleware`` — one line per request with the final status.
-    3. ``SecurityHeadersMiddleware`` — CSP, nosniff, Referrer-Policy, framing, HSTS.
-    4. ``CORSMiddleware`` (Starlette's, when ``cors.allow_origins`` is set) — outside
+    2. ``ClientIpMiddleware`` (when ``server.trusted_proxies`` is set) — the client's
+       address from X-Forwarded-For, believed only from trusted proxies.
+    3. ``AccessLogMiddleware`` — one line per request with the final status.
+    4. ``SecurityHeadersMiddleware`` — CSP, nosniff, Referrer-Policy, framing, HSTS.
+    5. ``CORSMiddleware`` (Starlette's, when ``cors.allow_origins`` is set) — outside
        the error middleware, so browsers can read error bodies too.
-    5. ``ErrorMiddleware`` — any exception that escaped becomes a 500 problem.
-    6. ``GZipMiddleware`` — compress bodies above ``server.gzip_min_bytes``.
-    7. ``BodyLimitMiddleware`` — 413 above ``server.max_body_bytes``.
-    8. The FastAPI router — validation, function routes, health, docs; its exception
+    6. ``ErrorMiddleware`` — any exception that escaped becomes a 500 problem.
+    7. ``GZipMiddleware`` — compress bodies above ``server.gzip_min_bytes``.
+    8. ``BodyLimitMiddleware`` — 413 above ``server.max_body_bytes``.
+    9. The FastAPI router — validation, function routes, health, docs; its exception
        handlers render every error as problem+json.
     """
     settings = runtime.settings
@@ -373,6 +376,8 @@ def build_asgi_app(runtime: Runtime) -> ASGIApp:
     stack = SecurityHeadersMiddleware(stack, settings=settings.security, hsts=hsts)
     if settings.log.access_log:
         stack = AccessLogMiddleware(stack)
+    if settings.server.trusted_proxies:
+        stack = ClientIpMiddleware(stack, trusted_proxies=settings.server.trusted_proxies)
     stack = RequestIdMiddleware(stack)
     return stack
 

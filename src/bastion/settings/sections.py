@@ -6,9 +6,10 @@ instead of silently ignored.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 #: The secret used when none is configured; production refuses to start with it.
 DEVELOPMENT_SECRET = "bastion-development-secret-do-not-use-in-production"
@@ -45,6 +46,16 @@ class ServerSection(Section):
     """On SIGTERM, in-flight requests get this long to finish before the process exits."""
     gzip_min_bytes: int = Field(1024, ge=0)
     """Responses at least this large are gzip-compressed when the client accepts it."""
+    trusted_proxies: list[str] = Field(default_factory=list)
+    """Addresses or networks (``10.0.0.0/8``) whose X-Forwarded-For is believed. Empty by
+    default: not even loopback is trusted until you say so."""
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            ipaddress.ip_network(entry.strip(), strict=False)
+        return value
 
 
 class DatabaseSection(Section):
