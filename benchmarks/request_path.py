@@ -232,6 +232,9 @@ def _child_env(
                 "BASTION_LOG_FILE": str(log_file or workdir / "scratch.log"),
                 "BASTION_LOG_ACCESS_LOG": "true",
                 "BASTION_LOG_LEVEL": "INFO",
+                # Limiting stays on (its cost is part of the path); the limit is set high
+                # enough that the load generator's one address is never refused.
+                "BASTION_RATELIMIT_DEFAULT_LIMITS": '["100000000/minute"]',
             }
         )
     return env

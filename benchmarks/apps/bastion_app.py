@@ -7,6 +7,7 @@ from the environment, as in a deployment (benchmarks/request_path.py sets them):
     BASTION_APP_SECRET_KEY=<32+ characters>
     BASTION_DATABASE_URL=sqlite:////abs/path/bench.sqlite3
     BASTION_LOG_FORMAT=json  BASTION_LOG_FILE=/abs/path/bastion.log  BASTION_LOG_ACCESS_LOG=true
+    BASTION_RATELIMIT_DEFAULT_LIMITS='["100000000/minute"]' (limited, never refused)
 """
 
 from __future__ import annotations

@@ -36,12 +36,14 @@ from bastion.http.middleware.access_log import AccessLogMiddleware
 from bastion.http.middleware.body_limit import BodyLimitMiddleware
 from bastion.http.middleware.client_ip import ClientIpMiddleware
 from bastion.http.middleware.errors import ErrorMiddleware
+from bastion.http.middleware.rate_limit import RateLimitMiddleware
 from bastion.http.middleware.request_id import RequestIdMiddleware
 from bastion.http.middleware.security_headers import SecurityHeadersMiddleware
 from bastion.http.problems import ProblemRenderer
 from bastion.http.routing import build_api
 from bastion.observability.health import HealthRegistry
 from bastion.observability.logs import configure_logging, get_logger
+from bastion.ratelimit import Limiter
 from bastion.settings import Settings, load_settings
 from bastion.types import ASGIApp, Receive, Scope, Send
 
@@ -247,6 +249,14 @@ class Runtime:
         if settings.redis.url:
             self.health.add("redis", _redis_check(settings.redis.url))
         self.passwords = Passwords(settings.auth)
+        self.limiter = Limiter(settings.ratelimit)
+        if settings.ratelimit.enabled and not settings.ratelimit.storage_url.startswith("memory"):
+            # Not critical: with fail_open the API keeps serving; "degraded" tells ops.
+            self.health.add(
+                "rate_limit_storage",
+                self.limiter.healthy,
+                critical=not settings.ratelimit.fail_open,
+            )
         self.invoker = Invoker(self.database, settings, services=self)
         self.cursors = CursorCodec(settings.app.secret_key.get_secret_value())
         self.problems = ProblemRenderer(app.errors, settings, self.database)
@@ -277,6 +287,7 @@ class Runtime:
 
     async def shutdown(self) -> None:
         """Release connections; the server has already drained in-flight requests."""
+        await self.limiter.close()
         await anyio.to_thread.run_sync(self.database.dispose)
         self.started = False
         self.log.info("stopped")
@@ -340,9 +351,11 @@ def build_asgi_app(runtime: Runtime) -> ASGIApp:
     5. ``CORSMiddleware`` (Starlette's, when ``cors.allow_origins`` is set) — outside
        the error middleware, so browsers can read error bodies too.
     6. ``ErrorMiddleware`` — any exception that escaped becomes a 500 problem.
-    7. ``GZipMiddleware`` — compress bodies above ``server.gzip_min_bytes``.
-    8. ``BodyLimitMiddleware`` — 413 above ``server.max_body_bytes``.
-    9. The FastAPI router — validation, function routes, health, docs; its exception
+    7. ``RateLimitMiddleware`` (unless ``ratelimit.enabled`` is off) — the default
+       limits per client address, ``RateLimit-*`` headers, 429 with Retry-After.
+    8. ``GZipMiddleware`` — compress bodies above ``server.gzip_min_bytes``.
+    9. ``BodyLimitMiddleware`` — 413 above ``server.max_body_bytes``.
+    10. The FastAPI router — validation, function routes, health, docs; its exception
        handlers render every error as problem+json.
     """
     settings = runtime.settings
@@ -356,6 +369,8 @@ def build_asgi_app(runtime: Runtime) -> ASGIApp:
         stack, max_bytes=settings.server.max_body_bytes, reject=reject_too_large
     )
     stack = GZipMiddleware(stack, minimum_size=settings.server.gzip_min_bytes)
+    if settings.ratelimit.enabled:
+        stack = RateLimitMiddleware(stack, limiter=runtime.limiter, render=problems.asgi)
     stack = ErrorMiddleware(stack, render=problems.asgi)
     cors = settings.cors
     if cors.allow_origins:

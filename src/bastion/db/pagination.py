@@ -100,6 +100,10 @@ class CursorCodec:
         """
         try:
             raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+            # Only the canonical encoding is accepted: the decoder ignores unused low
+            # bits of the last character, which would let edited cursors through.
+            if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != cursor:
+                raise ValueError("not canonical")
             signature, payload = raw[:_SIGNATURE_BYTES], raw[_SIGNATURE_BYTES:]
             expected = hmac.new(self._key, payload, hashlib.sha256).digest()[:_SIGNATURE_BYTES]
             if len(cursor) > 2048 or not hmac.compare_digest(signature, expected):

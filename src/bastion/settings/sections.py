@@ -127,6 +127,29 @@ class AuthSection(Section):
     argon2_parallelism: int = Field(4, ge=1, le=64)
 
 
+class RateLimitSection(Section):
+    enabled: bool = True
+    """``BASTION_RATELIMIT_ENABLED=false`` switches every limit off (load tests)."""
+    storage_url: str = "memory://"
+    """``memory://`` counts per process; ``redis://host:port/db`` shares them between processes."""
+    strategy: Literal["fixed-window", "moving-window", "sliding-window"] = "sliding-window"
+    default_limits: list[str] = Field(default_factory=lambda: ["600/minute"])
+    """Applied to every request per client address, e.g. ``["20/second", "600/minute"]``."""
+    fail_open: bool = True
+    """When the storage is unreachable: let requests through (true) or answer 503 (false)."""
+    exempt_paths: list[str] = Field(default_factory=lambda: ["/health/", "/docs"])
+    """Path prefixes never counted (probes, documentation)."""
+
+    @field_validator("default_limits")
+    @classmethod
+    def _parse(cls, value: list[str]) -> list[str]:
+        from limits import parse_many
+
+        for entry in value:
+            parse_many(entry)
+        return value
+
+
 class SecuritySection(Section):
     hsts: bool | None = None
     """Send Strict-Transport-Security; defaults to on in production only."""
@@ -193,6 +216,7 @@ class Settings(BaseModel):
     i18n: I18nSection = I18nSection()
     health: HealthSection = HealthSection()
     auth: AuthSection = AuthSection()
+    ratelimit: RateLimitSection = RateLimitSection()
     security: SecuritySection = SecuritySection()
     cors: CorsSection = CorsSection()
     extensions: dict[str, Any] = Field(default_factory=dict)

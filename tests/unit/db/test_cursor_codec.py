@@ -44,3 +44,22 @@ def test_datetimes_survive_and_scopes_differ_by_parameters() -> None:
     assert CODEC.decode(CODEC.encode("s", [moment, 3]), "s")[0] == {"$dt": moment.isoformat()}
     assert listing_scope("p", sort="price") != listing_scope("p", sort="name")
     assert listing_scope("p", a=1, b=2) == listing_scope("p", b=2, a=1)
+
+
+def test_a_non_canonical_encoding_of_the_same_bytes_is_refused() -> None:
+    import base64
+
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    for values in ([1], [1, "ab"], [12, "abc", True]):
+        cursor = CODEC.encode("scope", values)
+        if len(cursor) % 4 == 0:
+            continue  # no spare bits in the last character
+        last = alphabet.index(cursor[-1])
+        spare = 4 if len(cursor) % 4 == 2 else 2
+        twin = cursor[:-1] + alphabet[last ^ ((1 << spare) - 1)]
+        padded = twin + "=" * (-len(twin) % 4)
+        assert base64.urlsafe_b64decode(padded) == base64.urlsafe_b64decode(
+            cursor + "=" * (-len(cursor) % 4)
+        ), "the twin decodes to the same bytes"
+        with pytest.raises(ValidationFailed):
+            CODEC.decode(twin, "scope")

@@ -1,0 +1,7 @@
+"""Rate limiting: windowed limits from the ``limits`` library behind one small interface."""
+
+from __future__ import annotations
+
+from bastion.ratelimit.limiter import Decision, Limiter, LimiterUnavailable, storage_for
+
+__all__ = ["Decision", "Limiter", "LimiterUnavailable", "storage_for"]

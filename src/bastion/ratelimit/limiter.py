@@ -1,0 +1,118 @@
+"""Windowed rate limits through the ``limits`` library: memory for one process, Redis for many."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from limits import RateLimitItem, parse_many
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.strategies import (
+    FixedWindowRateLimiter,
+    MovingWindowRateLimiter,
+    RateLimiter,
+    SlidingWindowCounterRateLimiter,
+)
+
+from bastion.settings.sections import RateLimitSection
+
+_STRATEGIES: dict[str, type[RateLimiter]] = {
+    "fixed-window": FixedWindowRateLimiter,
+    "moving-window": MovingWindowRateLimiter,
+    "sliding-window": SlidingWindowCounterRateLimiter,
+}
+
+
+class LimiterUnavailable(Exception):
+    """The rate-limit storage could not be reached."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of one check against the tightest applicable limit."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_after_s: int
+    """Seconds until the window frees capacity (``RateLimit-Reset``, ``Retry-After``)."""
+
+
+def storage_for(url: str) -> tuple[Storage, Any]:
+    """A ``limits`` async storage for ``memory://`` or ``redis://host:port/db``, and the
+    redis-py connection pool behind it (``None`` for memory), which the caller closes.
+    """
+    if url.startswith("memory://"):
+        return MemoryStorage(), None
+    if url.startswith(("redis://", "rediss://")):
+        import redis.asyncio as redis
+
+        # Short timeouts: with Redis unreachable, a request must fail open (or closed)
+        # at once, not wait for the operating system to give up on the connection.
+        pool = redis.ConnectionPool.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+        # limits types **options as scalars, but its redis-py bridge reads connection_pool.
+        options: dict[str, Any] = {"connection_pool": pool}
+        storage = RedisStorage(
+            f"async+{url}", implementation="redispy", wrap_exceptions=True, **options
+        )
+        return storage, pool
+    raise ValueError(f"unsupported rate-limit storage {url!r}: use memory:// or redis://")
+
+
+class Limiter:
+    """Checks keys against limits like ``"600/minute"``.
+
+    Args:
+        settings: The ``[ratelimit]`` section.
+    """
+
+    def __init__(self, settings: RateLimitSection) -> None:
+        self.settings = settings
+        self.storage, self._pool = storage_for(settings.storage_url)
+        self.strategy = _STRATEGIES[settings.strategy](self.storage)
+        self.default_limits = (
+            parse_many(";".join(settings.default_limits)) if settings.default_limits else []
+        )
+
+    async def check(self, key: str, limits: Sequence[RateLimitItem]) -> Decision | None:
+        """Count one hit of ``key`` against every limit; ``None`` when there are none.
+
+        Raises:
+            LimiterUnavailable: the storage failed (the caller applies fail-open/closed).
+        """
+        if not limits:
+            return None
+        tightest: Decision | None = None
+        try:
+            for item in limits:
+                allowed = await self.strategy.hit(item, key)
+                stats = await self.strategy.get_window_stats(item, key)
+                reset = max(1, math.ceil(stats.reset_time - time.time()))
+                decision = Decision(allowed, item.amount, max(0, stats.remaining), reset)
+                if tightest is None or _tighter(decision, tightest):
+                    tightest = decision
+        except Exception as exc:  # any storage failure is the same event for the caller
+            raise LimiterUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        return tightest
+
+    async def healthy(self) -> None:
+        """Raise when the storage does not answer (a readiness check)."""
+        if not await self.storage.check():
+            raise LimiterUnavailable("rate-limit storage did not answer")
+
+    async def reset(self) -> None:
+        await self.storage.reset()
+
+    async def close(self) -> None:
+        """Close the storage's connections (runtime shutdown)."""
+        if self._pool is not None:
+            await self._pool.disconnect()
+
+
+def _tighter(candidate: Decision, current: Decision) -> bool:
+    if candidate.allowed != current.allowed:
+        return not candidate.allowed
+    return candidate.remaining < current.remaining
