@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -21,11 +20,7 @@ from bastion.auth.sessions import (
 )
 from bastion.db import Database
 from bastion.settings.sections import DatabaseSection
-from bastion.testing import redis_unavailable_reason, require_service
-from bastion.testing.databases import DEFAULT_REDIS_URL
 from tests.apps import app
-
-REDIS_URL = os.environ.get("BASTION_TEST_REDIS_URL", DEFAULT_REDIS_URL)
 
 
 @pytest.fixture
@@ -44,10 +39,9 @@ async def store(
         yield DatabaseSessionStore(database)
         database.dispose()
     else:
-        require_service(redis_unavailable_reason(REDIS_URL))
         import redis.asyncio as redis
 
-        client = redis.Redis.from_url(REDIS_URL)
+        client = redis.Redis.from_url(request.getfixturevalue("redis_url"))
         # A prefix per test keeps runs apart on a shared Redis.
         yield RedisSessionStore(client, prefix=f"bastion-test:{uuid.uuid4().hex}:")
         await client.aclose()

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from bastion import App
 from bastion.testing import (
     BastionClient,
     RuntimeFactory,
-    redis_unavailable_reason,
-    require_service,
 )
-from bastion.testing.databases import DEFAULT_REDIS_URL
 from tests.apps import app
-
-REDIS_URL = os.environ.get("BASTION_TEST_REDIS_URL", DEFAULT_REDIS_URL)
 
 
 @pytest.fixture
@@ -25,9 +18,8 @@ def bastion_app() -> App:
 
 
 @pytest.mark.redis
-async def test_ready_checks_redis(make_runtime: RuntimeFactory) -> None:
-    require_service(redis_unavailable_reason(REDIS_URL))
-    async with BastionClient(make_runtime(redis={"url": REDIS_URL}).asgi()) as client:
+async def test_ready_checks_redis(make_runtime: RuntimeFactory, redis_url: str) -> None:
+    async with BastionClient(make_runtime(redis={"url": redis_url}).asgi()) as client:
         checks = {c["name"]: c for c in (await client.get("/health/ready")).json()["checks"]}
     assert checks["redis"]["healthy"] is True
 

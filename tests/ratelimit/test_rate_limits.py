@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from typing import Any
 
@@ -12,13 +11,8 @@ from bastion import App, SettingsError, load_settings
 from bastion.testing import (
     BastionClient,
     RuntimeFactory,
-    redis_unavailable_reason,
-    require_service,
 )
-from bastion.testing.databases import DEFAULT_REDIS_URL
 from tests.apps import app
-
-REDIS_URL = os.environ.get("BASTION_TEST_REDIS_URL", DEFAULT_REDIS_URL)
 
 
 @pytest.fixture
@@ -77,10 +71,11 @@ async def test_limits_can_be_switched_off(make_runtime: RuntimeFactory) -> None:
 
 
 @pytest.mark.redis
-async def test_processes_sharing_redis_share_the_count(make_runtime: RuntimeFactory) -> None:
-    require_service(redis_unavailable_reason(REDIS_URL))
+async def test_processes_sharing_redis_share_the_count(
+    make_runtime: RuntimeFactory, redis_url: str
+) -> None:
     # Two runtimes stand for two processes: each has its own limiter and connection.
-    key_space = f"{REDIS_URL.rsplit('/', 1)[0]}/{1 + uuid.uuid4().int % 14}"
+    key_space = f"{redis_url.rsplit('/', 1)[0]}/{1 + uuid.uuid4().int % 14}"
     first = make_runtime(ratelimit={"storage_url": key_space})
     second = make_runtime(ratelimit={"storage_url": key_space})
     await first.limiter.reset()

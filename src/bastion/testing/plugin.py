@@ -31,7 +31,13 @@ from bastion.app import App, Runtime
 from bastion.settings import Settings, load_settings
 from bastion.testing.client import BastionClient, live_server
 from bastion.testing.clock import Clock
-from bastion.testing.databases import DatabaseFactory, postgres_unavailable_reason, selected_backend
+from bastion.testing.databases import (
+    DEFAULT_REDIS_URL,
+    DatabaseFactory,
+    postgres_unavailable_reason,
+    redis_unavailable_reason,
+    selected_backend,
+)
 
 _DB_FIXTURES = {
     "bastion_database_url",
@@ -229,6 +235,17 @@ def live_url(bastion_app: App, bastion_settings: Settings) -> Iterator[str]:
     rt = bastion_app.runtime(bastion_settings)
     with live_server(rt.asgi()) as url:
         yield url
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The test Redis (``BASTION_TEST_REDIS_URL``, default 127.0.0.1:6379/0).
+
+    Skips the test without one, and fails it instead under ``CI=true``.
+    """
+    url = os.environ.get("BASTION_TEST_REDIS_URL", DEFAULT_REDIS_URL)
+    require_service(redis_unavailable_reason(url))
+    return url
 
 
 @pytest.fixture
