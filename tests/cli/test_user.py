@@ -5,9 +5,27 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from typer.testing import Result
+
 from tests.cli.conftest import Runner
 
 FAST_HASH = {"BASTION_AUTH_ARGON2_MEMORY_KIB": "8192", "BASTION_AUTH_ARGON2_TIME_COST": "1"}
+
+
+def create(bastion: Runner, email: str, *options: str, password: str | None = None) -> Result:
+    """``bastion user create --email EMAIL ...``, the password on stdin when given."""
+    if password is None:
+        return bastion("user", "create", "--email", email, *options, env=FAST_HASH)
+    return bastion(
+        "user",
+        "create",
+        "--email",
+        email,
+        *options,
+        "--password-stdin",
+        env=FAST_HASH,
+        input=f"{password}\n",
+    )
 
 
 def users(project: Path) -> list[tuple[str, str, str]]:
@@ -19,16 +37,7 @@ def users(project: Path) -> list[tuple[str, str, str]]:
 
 def test_create_an_admin_from_stdin(bastion: Runner, project: Path) -> None:
     assert bastion("migrate", "up").exit_code == 0
-    result = bastion(
-        "user",
-        "create",
-        "--email",
-        "Admin@Example.COM",
-        "--admin",
-        "--password-stdin",
-        env=FAST_HASH,
-        input="violet-lantern-orbit-42\n",
-    )
+    result = create(bastion, "Admin@Example.COM", "--admin", password="violet-lantern-orbit-42")
     assert result.exit_code == 0, result.output
     assert "with roles admin" in result.stdout
     [(email, roles, password_hash)] = users(project)
@@ -42,7 +51,7 @@ def test_generated_password_is_shown_once_and_works(bastion: Runner, project: Pa
     from argon2 import PasswordHasher
 
     assert bastion("migrate", "up").exit_code == 0
-    result = bastion("user", "create", "--email", "ops@example.com", "--generate", env=FAST_HASH)
+    result = create(bastion, "ops@example.com", "--generate")
     assert result.exit_code == 0, result.output
     password = result.stdout.split("password (shown once): ")[1].strip()
     assert PasswordHasher().verify(users(project)[0][2], password)
@@ -52,52 +61,19 @@ def test_weak_passwords_duplicates_and_unknown_roles_are_refused(
     bastion: Runner, project: Path
 ) -> None:
     assert bastion("migrate", "up").exit_code == 0
-    weak = bastion(
-        "user",
-        "create",
-        "--email",
-        "a@example.com",
-        "--password-stdin",
-        env=FAST_HASH,
-        input="password123\n",
-    )
+    weak = create(bastion, "a@example.com", password="password123")
     assert weak.exit_code == 1
     assert "weak_password" in weak.stderr
     assert "too common" in weak.stderr
-    ok = bastion(
-        "user",
-        "create",
-        "--email",
-        "a@example.com",
-        "--password-stdin",
-        env=FAST_HASH,
-        input="violet-lantern-orbit-42\n",
-    )
+    ok = create(bastion, "a@example.com", password="violet-lantern-orbit-42")
     assert ok.exit_code == 0, ok.output
-    again = bastion(
-        "user",
-        "create",
-        "--email",
-        "A@EXAMPLE.com",
-        "--password-stdin",
-        env=FAST_HASH,
-        input="violet-lantern-orbit-42\n",
-    )
+    again = create(bastion, "A@EXAMPLE.com", password="violet-lantern-orbit-42")
     assert again.exit_code == 1
     assert "email_taken" in again.stderr
-    role = bastion(
-        "user",
-        "create",
-        "--email",
-        "b@example.com",
-        "--role",
-        "wizard",
-        "--generate",
-        env=FAST_HASH,
-    )
+    role = create(bastion, "b@example.com", "--role", "wizard", "--generate")
     assert role.exit_code == 1
     assert "There is no role named wizard" in role.stderr
-    bad = bastion("user", "create", "--email", "not-an-email", "--generate", env=FAST_HASH)
+    bad = create(bastion, "not-an-email", "--generate")
     assert bad.exit_code == 1
     assert "valid email" in bad.stderr
     assert len(users(project)) == 1
