@@ -38,6 +38,6 @@ app = App(
 )
 
 # Importing these modules declares their functions on `app`.
-from examples.shop import catalog, seed  # noqa: E402
+from examples.shop import accounts, catalog, seed  # noqa: E402
 
-__all__ = ["app", "catalog", "seed"]
+__all__ = ["accounts", "app", "catalog", "seed"]

@@ -27,20 +27,31 @@ from starlette.middleware.gzip import GZipMiddleware
 
 from bastion.auth.passwords import Passwords
 from bastion.auth.principal import Principal
+from bastion.auth.service import Authenticator
 from bastion.db.database import Database
 from bastion.db.migrations import Migrator
 from bastion.db.pagination import CursorCodec
 from bastion.errors import ErrorCatalog
 from bastion.functions import FunctionKind, FunctionSpec, Invoker, declare
+from bastion.http.auth_routes import (
+    AuthRoutes,
+    Preferences,
+    RegisterHook,
+    build_auth_router,
+    credential_paths,
+)
 from bastion.http.middleware.access_log import AccessLogMiddleware
+from bastion.http.middleware.authentication import AuthenticationMiddleware
 from bastion.http.middleware.body_limit import BodyLimitMiddleware
 from bastion.http.middleware.client_ip import ClientIpMiddleware
 from bastion.http.middleware.errors import ErrorMiddleware
+from bastion.http.middleware.idempotency import IdempotencyMiddleware
 from bastion.http.middleware.rate_limit import RateLimitMiddleware
 from bastion.http.middleware.request_id import RequestIdMiddleware
 from bastion.http.middleware.security_headers import SecurityHeadersMiddleware
 from bastion.http.problems import ProblemRenderer
 from bastion.http.routing import build_api
+from bastion.idempotency import IdempotencyStore
 from bastion.observability.health import HealthRegistry
 from bastion.observability.logs import configure_logging, get_logger
 from bastion.ratelimit import Limiter
@@ -99,6 +110,7 @@ class App:
         self.functions: list[FunctionSpec] = []
         self.routers: list[tuple[APIRouter, str]] = []
         self.startup_hooks: list[StartupHook] = []
+        self.auth_routes: AuthRoutes | None = None
 
     def _register(self, kind: FunctionKind, path: str, options: dict[str, Any]) -> Callable[[F], F]:
         def decorator(fn: F) -> F:
@@ -147,8 +159,12 @@ class App:
         permissions: Iterable[str] = (),
         name: str | None = None,
         tags: Iterable[str] = (),
+        require_idempotency_key: bool = False,
     ) -> Callable[[F], F]:
-        """Declare a read-write function: one transaction, committed only if it returns."""
+        """Declare a read-write function: one transaction, committed only if it returns.
+
+        With ``require_idempotency_key`` a call without an ``Idempotency-Key`` is 400.
+        """
         options = dict(
             method=method,
             status_code=status_code,
@@ -156,6 +172,7 @@ class App:
             permissions=permissions,
             name=name,
             tags=tags,
+            idempotency_required=require_idempotency_key,
         )
         return self._register(FunctionKind.MUTATION, path, _unsafe(options))
 
@@ -169,8 +186,12 @@ class App:
         permissions: Iterable[str] = (),
         name: str | None = None,
         tags: Iterable[str] = (),
+        require_idempotency_key: bool = False,
     ) -> Callable[[F], F]:
-        """Declare an async function that talks to the outside world; it holds no transaction."""
+        """Declare an async function that talks to the outside world; it holds no transaction.
+
+        With ``require_idempotency_key`` a call without an ``Idempotency-Key`` is 400.
+        """
         options = dict(
             method=method,
             status_code=status_code,
@@ -178,12 +199,34 @@ class App:
             permissions=permissions,
             name=name,
             tags=tags,
+            idempotency_required=require_idempotency_key,
         )
         return self._register(FunctionKind.ACTION, path, _unsafe(options))
 
     def include_router(self, router: APIRouter, *, prefix: str = "") -> None:
         """Mount a plain FastAPI router beside bastion's functions."""
         self.routers.append((router, prefix))
+
+    def use_auth(
+        self,
+        *,
+        preferences: type[BaseModel] = Preferences,
+        on_register: RegisterHook | None = None,
+        admin_permission: str = "write:all",
+    ) -> None:
+        """Serve the account endpoints under the API prefix: register, login, logout,
+        tokens, ``/me``, ``/me/preferences``, API keys and admin ban/unban.
+
+        Args:
+            preferences: The model ``PATCH /me/preferences`` accepts (``language``
+                feeds the error-message locale).
+            on_register: Called with the session and the new user inside the
+                registration transaction (a welcome email's outbox row, say).
+            admin_permission: What ban and unban require.
+        """
+        self.auth_routes = AuthRoutes(
+            preferences=preferences, on_register=on_register, admin_permission=admin_permission
+        )
 
     def on_startup(self, hook: StartupHook) -> StartupHook:
         """Run ``hook(runtime)`` at start-up, after migrations (sync hooks run on a thread)."""
@@ -257,6 +300,8 @@ class Runtime:
                 self.limiter.healthy,
                 critical=not settings.ratelimit.fail_open,
             )
+        self.authenticator = Authenticator(settings, self.database, self.passwords)
+        self.idempotency = IdempotencyStore(self.database, settings.idempotency)
         self.invoker = Invoker(self.database, settings, services=self)
         self.cursors = CursorCodec(settings.app.secret_key.get_secret_value())
         self.problems = ProblemRenderer(app.errors, settings, self.database)
@@ -288,6 +333,7 @@ class Runtime:
     async def shutdown(self) -> None:
         """Release connections; the server has already drained in-flight requests."""
         await self.limiter.close()
+        await self.authenticator.close()
         await anyio.to_thread.run_sync(self.database.dispose)
         self.started = False
         self.log.info("stopped")
@@ -320,12 +366,23 @@ class Runtime:
                 yield
                 await self.shutdown()
 
+            routers = list(self.app.routers)
+            if self.app.auth_routes is not None:
+                auth_router = build_auth_router(
+                    self.app.auth_routes,
+                    authenticator=self.authenticator,
+                    database=self.database,
+                    limiter=self.limiter,
+                    passwords=self.passwords,
+                    settings=self.settings,
+                )
+                routers.insert(0, (auth_router, self.app.api_prefix))
             self._api = build_api(
                 title=self.app.title,
                 version=self.settings.app.version,
                 description=self.app.description,
                 functions=self.app.functions,
-                routers=self.app.routers,
+                routers=routers,
                 prefix=self.app.api_prefix,
                 invoker=self.invoker,
                 settings=self.settings,
@@ -351,11 +408,17 @@ def build_asgi_app(runtime: Runtime) -> ASGIApp:
     5. ``CORSMiddleware`` (Starlette's, when ``cors.allow_origins`` is set) — outside
        the error middleware, so browsers can read error bodies too.
     6. ``ErrorMiddleware`` — any exception that escaped becomes a 500 problem.
-    7. ``RateLimitMiddleware`` (unless ``ratelimit.enabled`` is off) — the default
-       limits per client address, ``RateLimit-*`` headers, 429 with Retry-After.
-    8. ``GZipMiddleware`` — compress bodies above ``server.gzip_min_bytes``.
-    9. ``BodyLimitMiddleware`` — 413 above ``server.max_body_bytes``.
-    10. The FastAPI router — validation, function routes, health, docs; its exception
+    7. ``AuthenticationMiddleware`` — bearer token, API key or session cookie to the
+       caller (401 on a bad credential), CSRF check for cookie-authenticated writes.
+    8. ``RateLimitMiddleware`` (unless ``ratelimit.enabled`` is off) — the default
+       limits per client, ``RateLimit-*`` headers, 429 with Retry-After.
+    9. ``GZipMiddleware`` — compress bodies above ``server.gzip_min_bytes``.
+    10. ``BodyLimitMiddleware`` — 413 above ``server.max_body_bytes``.
+    11. ``IdempotencyMiddleware`` (unless ``idempotency.enabled`` is off) — an unsafe
+        request with an ``Idempotency-Key`` runs once per caller and key; retries get
+        the stored response. Inside the body limit (the body it buffers is bounded) and
+        gzip (it stores plain bodies), inside authentication (keys are per caller).
+    12. The FastAPI router — validation, function routes, health, docs; its exception
        handlers render every error as problem+json.
     """
     settings = runtime.settings
@@ -365,12 +428,22 @@ def build_asgi_app(runtime: Runtime) -> ASGIApp:
         await problems.asgi(scope, receive, send, HTTPException(413))
 
     stack: ASGIApp = runtime.api()
+    if settings.idempotency.enabled:
+        stack = IdempotencyMiddleware(stack, store=runtime.idempotency, render=problems.asgi)
     stack = BodyLimitMiddleware(
         stack, max_bytes=settings.server.max_body_bytes, reject=reject_too_large
     )
     stack = GZipMiddleware(stack, minimum_size=settings.server.gzip_min_bytes)
     if settings.ratelimit.enabled:
         stack = RateLimitMiddleware(stack, limiter=runtime.limiter, render=problems.asgi)
+    stack = AuthenticationMiddleware(
+        stack,
+        authenticator=runtime.authenticator,
+        render=problems.asgi,
+        csrf_exempt=credential_paths(runtime.app.api_prefix)
+        if runtime.app.auth_routes
+        else frozenset(),
+    )
     stack = ErrorMiddleware(stack, render=problems.asgi)
     cors = settings.cors
     if cors.allow_origins:

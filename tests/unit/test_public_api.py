@@ -13,6 +13,7 @@ def test_all_is_sorted_and_complete() -> None:
     modules = {
         "app",
         "auth",
+        "idempotency",
         "ratelimit",
         "context",
         "db",

@@ -17,4 +17,13 @@ class Principal:
     permissions: frozenset[str] = frozenset()
 
     def has(self, permission: str) -> bool:
+        """Whether the permission is held as such (``write:own`` is not ``write:all``)."""
         return permission in self.permissions
+
+    def allows(self, permission: str) -> bool:
+        """Whether a function requiring ``permission`` may run: ``x:all`` covers ``x:own``
+        and ``x:public``, since whoever may touch everything may touch their own."""
+        if permission in self.permissions:
+            return True
+        action, _, scope = permission.partition(":")
+        return scope in ("own", "public") and f"{action}:all" in self.permissions

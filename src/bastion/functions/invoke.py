@@ -100,7 +100,7 @@ def authorize(spec: FunctionSpec, user: Principal | None) -> None:
         return
     if user is None:
         raise NotAuthenticated()
-    if not spec.permissions <= user.permissions:
+    if not all(user.allows(permission) for permission in spec.permissions):
         raise PermissionDenied()
 
 

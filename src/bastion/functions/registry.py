@@ -40,6 +40,7 @@ class FunctionSpec:
         permissions: Every one is required (``write:all``...).
         cache_control: Sent on successful GET responses.
         etag: Send ``ETag`` and answer ``If-None-Match`` with 304 (GET only).
+        idempotency_required: Refuse calls without an ``Idempotency-Key`` (400).
     """
 
     name: str
@@ -57,6 +58,7 @@ class FunctionSpec:
     tags: tuple[str, ...] = ()
     cache_control: str | None = None
     etag: bool = False
+    idempotency_required: bool = False
 
 
 def declare(
@@ -72,6 +74,7 @@ def declare(
     tags: Iterable[str],
     cache_control: str | None,
     etag: bool | None,
+    idempotency_required: bool = False,
 ) -> FunctionSpec:
     """Check a function's shape and describe it; raises TypeError with a clear message."""
     is_async = inspect.iscoroutinefunction(fn)
@@ -90,6 +93,8 @@ def declare(
         )
     if not path.startswith("/"):
         raise ValueError(f"{label}: path must start with '/', got {path!r}")
+    if idempotency_required and chosen == "GET":
+        raise TypeError(f"{label}: an Idempotency-Key is for unsafe methods; GET is safe to retry")
 
     hints = typing.get_type_hints(fn, include_extras=True)
     signature = inspect.signature(fn)
@@ -124,4 +129,5 @@ def declare(
         tags=tuple(tags),
         cache_control=cache_control,
         etag=chosen == "GET" if etag is None else etag,
+        idempotency_required=idempotency_required,
     )

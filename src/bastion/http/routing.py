@@ -21,6 +21,7 @@ from swagger_ui_bundle import swagger_ui_path
 
 from bastion.errors import BastionError, NotAcceptable
 from bastion.functions import FunctionSpec, Invoker
+from bastion.http.middleware.idempotency import KEY_HEADER, KEY_PATTERN, UNSAFE_METHODS
 from bastion.http.problems import PROBLEM_JSON, ProblemRenderer
 from bastion.http.responses import accepts_json, result_response
 from bastion.http.state import header, locale_of, request_id_of, user_of
@@ -64,6 +65,8 @@ def endpoint_for(spec: FunctionSpec, invoker: Invoker, settings: Settings) -> Ca
         accept = header(scope, b"accept")
         if accept and not accepts_json(accept):
             raise NotAcceptable()
+        if spec.idempotency_required and header(scope, b"idempotency-key") is None:
+            raise BastionError("idempotency_key_required")
         result = await invoker.invoke(
             spec,
             kwargs,
@@ -127,12 +130,29 @@ def build_api(
             summary=spec.summary,
             description=spec.description,
             tags=list(spec.tags) or None,
+            openapi_extra=_idempotency_header(spec, settings),
         )
     for router, router_prefix in routers:
         api.include_router(router, prefix=router_prefix)
     _add_health(api, health, settings)
     _add_docs(api, title)
     return api
+
+
+def _idempotency_header(spec: FunctionSpec, settings: Settings) -> dict[str, Any] | None:
+    if not spec.idempotency_required and not (
+        settings.idempotency.enabled and spec.method in UNSAFE_METHODS
+    ):
+        return None
+    parameter = {
+        "name": KEY_HEADER,
+        "in": "header",
+        "required": spec.idempotency_required,
+        "description": "Run the request at most once: a retry with the same key gets the "
+        "stored response with `Idempotent-Replayed: true`.",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": KEY_PATTERN},
+    }
+    return {"parameters": [parameter]}
 
 
 def _add_health(api: FastAPI, health: HealthRegistry, settings: Settings) -> None:

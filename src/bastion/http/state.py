@@ -17,6 +17,8 @@ from bastion.types import Scope
 REQUEST_ID = "request_id"
 USER = "user"
 USER_LOCALE = "user_locale"
+IDENTITY = "identity"
+SESSION = "session"
 
 
 def state(scope: Scope) -> dict[str, Any]:
@@ -30,6 +32,16 @@ def request_id_of(scope: Scope) -> str:
 def user_of(scope: Scope) -> Principal | None:
     user = state(scope).get(USER)
     return user if isinstance(user, Principal) else None
+
+
+def identity_of(scope: Scope) -> Any:
+    """The :class:`bastion.auth.service.Identity` of the caller, or ``None``."""
+    return state(scope).get(IDENTITY)
+
+
+def session_of(scope: Scope) -> Any:
+    """The browser session (:class:`bastion.auth.SessionRecord`) of the request, or ``None``."""
+    return state(scope).get(SESSION)
 
 
 def header(scope: Scope, name: bytes) -> str | None:

@@ -98,6 +98,26 @@ class Limiter:
             raise LimiterUnavailable(f"{type(exc).__name__}: {exc}") from exc
         return tightest
 
+    async def exhausted(self, key: str, item: RateLimitItem) -> int | None:
+        """Seconds until ``key`` may try again when ``item`` is used up, else ``None``.
+
+        Counts nothing: with :meth:`hit` it lets callers count only failures (logins).
+        """
+        try:
+            if await self.strategy.test(item, key):
+                return None
+            stats = await self.strategy.get_window_stats(item, key)
+        except Exception as exc:
+            raise LimiterUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        return max(1, math.ceil(stats.reset_time - time.time()))
+
+    async def hit(self, key: str, item: RateLimitItem) -> None:
+        """Count one event of ``key`` against ``item``."""
+        try:
+            await self.strategy.hit(item, key)
+        except Exception as exc:
+            raise LimiterUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
     async def healthy(self) -> None:
         """Raise when the storage does not answer (a readiness check)."""
         if not await self.storage.check():

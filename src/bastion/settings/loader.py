@@ -269,4 +269,19 @@ def _production_problems(settings: Settings) -> list[str]:
         problems.append("security.hsts: must not be switched off in production")
     if settings.database.echo:
         problems.append("database.echo: must be off in production (it logs query parameters)")
+    for name, provider in settings.oidc.providers.items():
+        if provider.plain_http_remote:
+            problems.append(
+                f"oidc.providers.{name}.issuer: production needs https (http only on loopback)"
+            )
+    auth = settings.auth
+    if auth.session_cookie_secure is False:
+        problems.append("auth.session_cookie_secure: must not be switched off in production")
+    if auth.session_backend == "memory" and settings.server.workers > 1:
+        problems.append("auth.session_backend: 'memory' is per process; use database or redis")
+    if auth.session_backend == "redis" and not settings.redis.url:
+        problems.append("auth.session_backend: 'redis' needs [redis] url")
+    jwt_secret = auth.jwt_secret.get_secret_value() if auth.jwt_secret else None
+    if jwt_secret is not None and len(jwt_secret) < 32:
+        problems.append("auth.jwt_secret: production needs at least 32 characters")
     return problems

@@ -7,7 +7,9 @@ instead of silently ignored.
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
@@ -125,6 +127,114 @@ class AuthSection(Section):
     argon2_memory_kib: int = Field(65_536, ge=8_192, le=4_194_304)
     """64 MiB: RFC 9106's second recommended option, argon2-cffi's default."""
     argon2_parallelism: int = Field(4, ge=1, le=64)
+    login_limit: str = "5/hour"
+    """Failed logins allowed per email and client address before 429 ``rate_limited``."""
+
+    session_backend: Literal["database", "memory", "redis"] = "database"
+    """Where browser sessions live; ``redis`` uses ``[redis] url``, ``memory`` one process only."""
+    session_cookie_name: str = Field("bastion_session", pattern=r"^[A-Za-z0-9_\-]+$")
+    session_cookie_secure: bool | None = None
+    """Send the cookie over HTTPS only; defaults to on everywhere but development."""
+    session_cookie_samesite: Literal["lax", "strict"] = "lax"
+    session_cookie_domain: str | None = None
+    session_idle_timeout_s: int = Field(12 * 3600, ge=60)
+    session_absolute_timeout_s: int = Field(14 * 86400, ge=60)
+    session_defaults: dict[str, Any] = Field(
+        default_factory=lambda: {"preferences": {"theme": "auto", "notifications": True}}
+    )
+    """Data every new session starts with (``session.data``)."""
+    csrf_header: str = "X-CSRF-Token"
+
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    """Pinned: tokens signed with any other algorithm (``none`` included) are refused."""
+    jwt_secret: SecretStr | None = None
+    """Signs access tokens; defaults to ``app.secret_key``."""
+    jwt_issuer: str = "bastion"
+    jwt_audience: str = "bastion-api"
+    access_token_ttl_s: int = Field(900, ge=30, le=900)
+    """Access tokens live at most 15 minutes; refresh tokens renew them."""
+    refresh_token_ttl_s: int = Field(30 * 86400, ge=300)
+    api_key_prefix: str = Field("bk", pattern=r"^[a-z]{1,8}$")
+    """Keys look like ``bk_<id>_<secret>``; the prefix helps secret scanners find leaks."""
+
+
+def _is_loopback_host(host: str | None) -> bool:
+    """``localhost`` or a loopback address (``127.0.0.0/8``, ``::1``)."""
+    if host is None:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class OidcProviderSettings(Section):
+    """One OpenID Connect provider (``[oidc.providers.<name>]``) bastion signs users in with."""
+
+    issuer: str
+    """The issuer URL exactly as the provider's discovery document states it; bastion
+    reads ``<issuer>/.well-known/openid-configuration``. https, or http for a provider on
+    loopback (production refuses plain http to any other host)."""
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr
+    scopes: list[str] = Field(default_factory=lambda: ["openid", "email", "profile"])
+    """``openid`` is required; ``email`` is what lets an account be linked or created."""
+    display_name: str | None = None
+    """The name shown on the sign-in button; defaults to the provider's key."""
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError("must be an http(s):// URL")
+        if parts.query or parts.fragment:
+            raise ValueError("must not have a query or a fragment")
+        return value
+
+    @field_validator("scopes")
+    @classmethod
+    def _openid(cls, value: list[str]) -> list[str]:
+        if "openid" not in value:
+            raise ValueError("must include 'openid'")
+        return value
+
+    @property
+    def plain_http_remote(self) -> bool:
+        """The issuer is reached over plain http on a host other than loopback."""
+        parts = urlsplit(self.issuer)
+        return parts.scheme == "http" and not _is_loopback_host(parts.hostname)
+
+
+_PROVIDER_KEY = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+
+
+class OidcSection(Section):
+    providers: dict[str, OidcProviderSettings] = Field(default_factory=dict)
+    """Provider key (used in ``/auth/oidc/<key>/...`` URLs) to its settings."""
+    redirect_base_url: str | None = None
+    """Public base URL the callback URLs are built on (``https://shop.example``); when unset,
+    the request's own base URL is used, which is only right without a rewriting proxy."""
+
+    @field_validator("providers")
+    @classmethod
+    def _keys(cls, value: dict[str, OidcProviderSettings]) -> dict[str, OidcProviderSettings]:
+        for key in value:
+            if not _PROVIDER_KEY.fullmatch(key):
+                raise ValueError(f"provider key {key!r}: use lowercase letters, digits, - and _")
+        return value
+
+    @field_validator("redirect_base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError("must be an http(s):// URL")
+        return value.rstrip("/")
 
 
 class RateLimitSection(Section):
@@ -148,6 +258,15 @@ class RateLimitSection(Section):
         for entry in value:
             parse_many(entry)
         return value
+
+
+class IdempotencySection(Section):
+    enabled: bool = True
+    """Store and replay responses to unsafe requests that carry an ``Idempotency-Key``."""
+    ttl_s: int = Field(86_400, ge=3_600)
+    """How long a key is remembered; at least an hour, so it always outlives the lease."""
+    lock_s: int = Field(60, ge=1, le=3_600)
+    """Lease of a request in progress: after it, a crashed request's key can be taken over."""
 
 
 class SecuritySection(Section):
@@ -216,7 +335,9 @@ class Settings(BaseModel):
     i18n: I18nSection = I18nSection()
     health: HealthSection = HealthSection()
     auth: AuthSection = AuthSection()
+    oidc: OidcSection = OidcSection()
     ratelimit: RateLimitSection = RateLimitSection()
+    idempotency: IdempotencySection = IdempotencySection()
     security: SecuritySection = SecuritySection()
     cors: CorsSection = CorsSection()
     extensions: dict[str, Any] = Field(default_factory=dict)

@@ -1,0 +1,457 @@
+"""The account endpoints: register, login/logout, tokens, ``/me``, API keys, bans.
+
+Served when an app calls :meth:`bastion.App.use_auth`, under the app's API prefix.
+They are plain FastAPI routes rather than functions because they set cookies and
+need to commit a revocation before answering with an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar
+
+import anyio.to_thread
+from fastapi import APIRouter, Request, Response
+from limits import parse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
+
+from bastion.auth.api_keys import (
+    create_api_key,
+    list_api_keys,
+    revoke_api_key,
+    revoke_user_api_keys,
+)
+from bastion.auth.audit import audit, require_reason
+from bastion.auth.passwords import Passwords
+from bastion.auth.principal import Principal
+from bastion.auth.service import Authenticator, Identity, UserView
+from bastion.auth.tokens import TokenPair, TokenReused, Tokens
+from bastion.auth.users import User, create_user, normalize_email
+from bastion.db.database import Database
+from bastion.errors import (
+    BastionError,
+    NotAuthenticated,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    ServiceUnavailable,
+    ValidationFailed,
+)
+from bastion.http.state import identity_of, request_id_of, session_of
+from bastion.observability.logs import get_logger
+from bastion.ratelimit import Limiter, LimiterUnavailable
+from bastion.settings.sections import Settings
+
+RegisterHook = Callable[[Session, User], None]
+T = TypeVar("T")
+
+
+class Preferences(BaseModel):
+    """The default ``PATCH /me/preferences`` body; ``language`` picks the error locale."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    theme: Literal["light", "dark", "auto"] | None = None
+    language: Literal["en", "es", "tr", "fr", "de"] | None = None
+    notifications: bool | None = None
+
+
+class Credentials(BaseModel):
+    email: str = Field(max_length=320)
+    password: str = Field(max_length=4096)
+
+
+class Registration(Credentials):
+    name: str = Field("", max_length=200)
+
+
+class RefreshRequest(BaseModel):
+    refresh_token: str = Field(min_length=1, max_length=512)
+
+
+class ApiKeyRequest(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    scopes: list[str] = Field(min_length=1, max_length=32)
+
+
+class Reason(BaseModel):
+    reason: str = Field(max_length=1000)
+
+
+class UserOut(BaseModel):
+    id: int
+    email: str
+    name: str
+    roles: list[str]
+    preferences: dict[str, Any]
+    created_at: datetime
+
+
+class LoginOut(BaseModel):
+    user: UserOut
+    csrf_token: str
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: str
+    expires_in: int
+
+
+class ApiKeyOut(BaseModel):
+    id: int
+    name: str
+    scopes: list[str]
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+
+
+class NewApiKeyOut(BaseModel):
+    id: int
+    name: str
+    key: str
+    scopes: list[str]
+
+
+class BanOut(BaseModel):
+    id: int
+    banned: bool
+    revoked: dict[str, int] = Field(default_factory=dict)
+
+
+@dataclass
+class AuthRoutes:
+    """How an app wants its account endpoints (see :meth:`bastion.App.use_auth`)."""
+
+    preferences: type[BaseModel] = Preferences
+    on_register: RegisterHook | None = None
+    admin_permission: str = "write:all"
+
+
+def credential_paths(prefix: str) -> frozenset[str]:
+    """The endpoints that take credentials in the body (exempt from the CSRF check)."""
+    names = ("login", "token", "register", "refresh", "revoke")
+    return frozenset(f"{prefix}/auth/{name}" for name in names)
+
+
+def _user_out(user: User | UserView) -> UserOut:
+    return UserOut(
+        id=user.id,
+        email=user.email,
+        name=user.name,
+        roles=list(user.roles),
+        preferences=dict(user.preferences or {}),
+        created_at=user.created_at,
+    )
+
+
+def _token_out(pair: TokenPair) -> TokenOut:
+    return TokenOut(
+        access_token=pair.access_token,
+        refresh_token=pair.refresh_token,
+        token_type=pair.token_type,
+        expires_in=pair.expires_in,
+    )
+
+
+def _caller(request: Request) -> Identity:
+    identity = identity_of(request.scope)
+    if not isinstance(identity, Identity):
+        raise NotAuthenticated()
+    return identity
+
+
+def build_auth_router(
+    config: AuthRoutes,
+    *,
+    authenticator: Authenticator,
+    database: Database,
+    limiter: Limiter,
+    passwords: Passwords,
+    settings: Settings,
+) -> APIRouter:
+    """The account endpoints wired to one runtime's services."""
+    router = APIRouter(tags=["auth"])
+    log = get_logger("bastion.auth")
+    tokens: Tokens = authenticator.tokens
+    auth = settings.auth
+    login_limit = parse(auth.login_limit)
+
+    async def check_password(request: Request, body: Credentials) -> User:
+        # Failures only are counted, per email and client address: a user who types
+        # the right password is never locked out by someone else guessing elsewhere.
+        try:
+            email_key = normalize_email(body.email)
+        except ValidationFailed:
+            email_key = body.email.strip().lower()
+        client = request.scope.get("client")
+        key = f"login:{email_key}:{client[0] if client else 'unknown'}"
+        try:
+            wait = await limiter.exhausted(key, login_limit) if settings.ratelimit.enabled else None
+        except LimiterUnavailable as exc:
+            log.warning("login_limit_unavailable", error=str(exc))
+            if not settings.ratelimit.fail_open:
+                raise ServiceUnavailable(headers={"Retry-After": "5"}) from exc
+            wait = None
+        if wait is not None:
+            log.info("login_rate_limited", client=client[0] if client else None)
+            raise RateLimited(wait)
+        try:
+            return await authenticator.check_password(body.email, body.password)
+        except BastionError as exc:
+            if exc.error_code == "invalid_credentials" and settings.ratelimit.enabled:
+                try:
+                    await limiter.hit(key, login_limit)
+                except LimiterUnavailable:
+                    log.warning("login_limit_unavailable")
+            raise
+
+    def set_cookie(response: Response, session_id: str) -> None:
+        response.set_cookie(
+            auth.session_cookie_name,
+            session_id,
+            max_age=auth.session_absolute_timeout_s,
+            path="/",
+            domain=auth.session_cookie_domain,
+            secure=authenticator.cookie_secure,
+            httponly=True,
+            samesite=auth.session_cookie_samesite,
+        )
+
+    @router.post("/auth/register", status_code=201, response_model=UserOut)
+    async def register(body: Registration) -> UserOut:
+        """Create an account (role ``user``)."""
+
+        def create() -> UserOut:
+            with database.transaction() as session:
+                user = create_user(
+                    session,
+                    passwords,
+                    email=body.email,
+                    password=body.password,
+                    name=body.name,
+                    roles=("user",),
+                )
+                if config.on_register is not None:
+                    config.on_register(session, user)
+                return _user_out(user)
+
+        return await _thread(create)
+
+    @router.post("/auth/login", response_model=LoginOut)
+    async def login(request: Request, body: Credentials, response: Response) -> LoginOut:
+        """Sign in with a session cookie; answers the CSRF token unsafe requests must send."""
+        user = await check_password(request, body)
+        started = await authenticator.start_session(user.id, previous=session_of(request.scope))
+        set_cookie(response, started.session_id)
+        log.info("login", user_id=user.id, method="password")
+        return LoginOut(user=_user_out(user), csrf_token=started.csrf_token)
+
+    @router.post("/auth/logout", status_code=204)
+    async def logout(request: Request) -> Response:
+        """End the browser session."""
+        identity = _caller(request)
+        if identity.session is None:
+            raise NotAuthenticated()
+        await authenticator.sessions.delete(identity.session.key)
+        response = Response(status_code=204)
+        response.delete_cookie(
+            auth.session_cookie_name,
+            path="/",
+            domain=auth.session_cookie_domain,
+            secure=authenticator.cookie_secure,
+            httponly=True,
+            samesite=auth.session_cookie_samesite,
+        )
+        return response
+
+    @router.post("/auth/token", response_model=TokenOut)
+    async def token(request: Request, body: Credentials) -> TokenOut:
+        """Exchange email and password for an access token and a refresh token."""
+        user = await check_password(request, body)
+
+        def issue() -> TokenPair:
+            with database.transaction() as session:
+                return tokens.issue(session, session.merge(user, load=False))
+
+        return _token_out(await _thread(issue))
+
+    @router.post("/auth/refresh", response_model=TokenOut)
+    async def refresh(body: RefreshRequest) -> TokenOut:
+        """Rotate a refresh token: the old one stops working; using it again revokes all."""
+
+        def rotate() -> TokenPair | TokenReused:
+            with database.transaction() as session:
+                return tokens.rotate(session, body.refresh_token)
+
+        outcome = await _thread(rotate)
+        if isinstance(outcome, TokenReused):
+            log.warning("refresh_token_reused")
+            raise outcome
+        return _token_out(outcome)
+
+    @router.post("/auth/revoke", status_code=204)
+    async def revoke(body: RefreshRequest) -> Response:
+        """Revoke a refresh token and its family (RFC 7009: unknown tokens answer 204 too)."""
+
+        def run() -> None:
+            with database.transaction() as session:
+                tokens.revoke(session, body.refresh_token)
+
+        await _thread(run)
+        return Response(status_code=204)
+
+    @router.get("/me", response_model=UserOut)
+    async def me(request: Request) -> UserOut:
+        """The signed-in user."""
+        return _user_out(_caller(request).user)
+
+    preferences_model = config.preferences
+
+    async def update_preferences(request: Request, body: Any) -> dict[str, Any]:
+        identity = _caller(request)
+        changes = body.model_dump(exclude_unset=True)
+
+        def run() -> dict[str, Any]:
+            with database.transaction() as session:
+                user = session.get(User, identity.user.id)
+                if user is None:
+                    raise NotFound()
+                user.preferences = {**(user.preferences or {}), **changes}
+                return dict(user.preferences)
+
+        return await _thread(run)
+
+    update_preferences.__annotations__["body"] = preferences_model
+    router.add_api_route(
+        "/me/preferences",
+        update_preferences,
+        methods=["PATCH"],
+        summary="Change the signed-in user's preferences",
+    )
+
+    @router.post("/api-keys", status_code=201, response_model=NewApiKeyOut)
+    async def new_api_key(request: Request, body: ApiKeyRequest) -> NewApiKeyOut:
+        """Create an API key; the key is shown in this response only."""
+        identity = _caller(request)
+        if identity.method == "api_key":
+            raise PermissionDenied()
+
+        def run() -> NewApiKeyOut:
+            with database.transaction() as session:
+                user = session.get(User, identity.user.id)
+                if user is None:
+                    raise NotFound()
+                made = create_api_key(
+                    session,
+                    user,
+                    name=body.name,
+                    scopes=body.scopes,
+                    grantable=identity.principal.permissions,
+                    prefix=auth.api_key_prefix,
+                )
+                return NewApiKeyOut(
+                    id=made.record.id,
+                    name=made.record.name,
+                    key=made.key,
+                    scopes=made.record.scopes,
+                )
+
+        return await _thread(run)
+
+    @router.get("/api-keys", response_model=list[ApiKeyOut])
+    async def api_keys(request: Request) -> list[ApiKeyOut]:
+        """The caller's live API keys, without secrets."""
+        identity = _caller(request)
+
+        def run() -> list[ApiKeyOut]:
+            with database.read_transaction() as session:
+                return [
+                    ApiKeyOut(
+                        id=key.id,
+                        name=key.name,
+                        scopes=key.scopes,
+                        prefix=f"{auth.api_key_prefix}_{key.public_id}",
+                        created_at=key.created_at,
+                        last_used_at=key.last_used_at,
+                    )
+                    for key in list_api_keys(session, identity.user.id)
+                ]
+
+        return await _thread(run)
+
+    @router.delete("/api-keys/{key_id}", status_code=204)
+    async def delete_api_key(request: Request, key_id: int) -> Response:
+        """Revoke one of the caller's keys (someone else's answers 404)."""
+        identity = _caller(request)
+
+        def run() -> None:
+            with database.transaction() as session:
+                revoke_api_key(session, identity.user.id, key_id)
+
+        await _thread(run)
+        return Response(status_code=204)
+
+    def admin(request: Request) -> Principal:
+        principal = _caller(request).principal
+        if not principal.allows(config.admin_permission):
+            raise PermissionDenied()
+        return principal
+
+    async def set_ban(request: Request, user_id: int, body: Reason, banned: bool) -> BanOut:
+        actor = admin(request)
+        reason = require_reason(body.reason)
+        request_id = request_id_of(request.scope)
+
+        def run() -> dict[str, int]:
+            with database.transaction() as session:
+                user = session.get(User, user_id)
+                if user is None:
+                    raise NotFound()
+                revoked: dict[str, int] = {}
+                if banned:
+                    user.banned_at = datetime.now(UTC)
+                    user.ban_reason = reason
+                    revoked["refresh_tokens"] = Tokens.revoke_user(session, user_id)
+                    revoked["api_keys"] = revoke_user_api_keys(session, user_id)
+                else:
+                    user.banned_at = None
+                    user.ban_reason = None
+                audit(
+                    session,
+                    actor_id=actor.id,
+                    action="user.ban" if banned else "user.unban",
+                    target_type="user",
+                    target_id=user_id,
+                    reason=reason,
+                    request_id=request_id,
+                    **revoked,
+                )
+                return revoked
+
+        revoked = await _thread(run)
+        if banned:
+            revoked["sessions"] = await authenticator.sessions.delete_for_user(str(user_id))
+        log.info("user_banned" if banned else "user_unbanned", user_id=user_id, actor=actor.id)
+        return BanOut(id=user_id, banned=banned, revoked=revoked)
+
+    @router.post("/admin/users/{user_id}/ban", response_model=BanOut, tags=["admin"])
+    async def ban(request: Request, user_id: int, body: Reason) -> BanOut:
+        """Ban a user: sessions, refresh tokens and API keys are revoked at once."""
+        return await set_ban(request, user_id, body, True)
+
+    @router.post("/admin/users/{user_id}/unban", response_model=BanOut, tags=["admin"])
+    async def unban(request: Request, user_id: int, body: Reason) -> BanOut:
+        """Lift a ban (revoked credentials stay revoked)."""
+        return await set_ban(request, user_id, body, False)
+
+    return router
+
+
+async def _thread(fn: Callable[[], T]) -> T:
+    return await anyio.to_thread.run_sync(fn)

@@ -1,0 +1,105 @@
+"""Who is calling: bearer token, API key or session cookie, resolved once per request.
+
+Sets ``state.user`` (the :class:`Principal` functions see), ``state.identity``,
+``state.session`` and ``state.user_locale`` (the saved language preference). A
+credential that is present but wrong is an error (401), never a silent fall-back
+to anonymous: a client with an expired token must learn it, not get public data.
+
+Cookie-authenticated unsafe requests must echo the session's CSRF token in
+``X-CSRF-Token``; bearer tokens and API keys cannot be sent by a browser on its
+own, so they need none.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import cookie_parser
+
+from bastion.auth.service import Authenticator, Identity
+from bastion.errors import BastionError
+from bastion.http.middleware.errors import RenderError
+from bastion.http.state import IDENTITY, SESSION, USER, USER_LOCALE, state
+from bastion.types import ASGIApp, Receive, Scope, Send
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class AuthenticationMiddleware:
+    """Resolve the caller before rate limits, idempotency and functions see the request.
+
+    Args:
+        authenticator: The runtime's authenticator.
+        render: Writes a problem response (401, 403 ``csrf_failed``).
+        csrf_exempt: Paths that authenticate by what is in the body (login, token,
+            register, refresh, revoke): they never act on the session's authority.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        authenticator: Authenticator,
+        render: RenderError,
+        csrf_exempt: frozenset[str] = frozenset(),
+    ) -> None:
+        self.app = app
+        self.csrf_exempt = csrf_exempt
+        self.authenticator = authenticator
+        self.render = render
+        self.cookie = authenticator.auth.session_cookie_name
+        self.csrf_header = authenticator.auth.csrf_header.lower().encode("latin-1")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        bearer = api_key = cookies = csrf = None
+        for name, value in scope.get("headers", ()):
+            if name == b"authorization":
+                bearer = value.decode("latin-1")
+            elif name == b"x-api-key":
+                api_key = value.decode("latin-1").strip()
+            elif name == b"cookie":
+                cookies = value.decode("latin-1")
+            elif name == self.csrf_header:
+                csrf = value.decode("latin-1")
+        try:
+            identity = await self._resolve(scope, bearer, api_key, cookies)
+            if (
+                identity is not None
+                and identity.method == "session"
+                and scope.get("method", "GET") not in SAFE_METHODS
+                and scope["path"] not in self.csrf_exempt
+                and (
+                    identity.session is None
+                    or not Authenticator.csrf_matches(identity.session, csrf)
+                )
+            ):
+                raise BastionError("csrf_failed")
+        except BastionError as exc:
+            await self.render(scope, receive, send, exc)
+            return
+        await self.app(scope, receive, send)
+
+    async def _resolve(
+        self, scope: Scope, bearer: str | None, api_key: str | None, cookies: str | None
+    ) -> Identity | None:
+        identity: Identity | None = None
+        if bearer is not None:
+            scheme, _, token = bearer.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise BastionError("token_invalid", headers={"WWW-Authenticate": "Bearer"})
+            identity = await self.authenticator.from_bearer(token.strip())
+        elif api_key:
+            identity = await self.authenticator.from_api_key(api_key)
+        elif cookies is not None:
+            session_id = cookie_parser(cookies).get(self.cookie)
+            if session_id:
+                record, identity = await self.authenticator.from_session(session_id)
+                state(scope)[SESSION] = record
+        if identity is not None:
+            values = state(scope)
+            values[IDENTITY] = identity
+            values[USER] = identity.principal
+            if identity.user.locale:
+                values[USER_LOCALE] = identity.user.locale
+        return identity
