@@ -42,6 +42,10 @@ TOUCH_RESOLUTION = timedelta(minutes=1)
 CSRF_KEY = "_csrf"
 
 
+class SessionStoreUnavailable(Exception):
+    """The session store did not answer."""
+
+
 @dataclass(frozen=True, slots=True)
 class UserView:
     """What a request needs of its user, detached from any database session."""
@@ -133,18 +137,23 @@ class Authenticator:
         return Identity(principal, UserView.of(user), "api_key", api_key_id=key_id)
 
     async def from_session(self, session_id: str) -> tuple[SessionRecord | None, Identity | None]:
-        """The live session behind a cookie and, when it is signed in, its caller."""
-        record = await self.sessions.load(hash_session_id(session_id))
+        """The live session behind a cookie and, when it is signed in, its caller.
+
+        Raises:
+            SessionStoreUnavailable: the store (Redis, say) did not answer.
+        """
         now = datetime.now(UTC)
-        if record is None:
-            return None, None
-        if record.is_expired(now):
-            await self.sessions.delete(record.key)
-            return None, None
-        if now - record.last_seen_at >= TOUCH_RESOLUTION:
-            record.last_seen_at = now
-            await self.sessions.save(record)
-        if record.user_id is None:
+        try:
+            record = await self.sessions.load(hash_session_id(session_id))
+            if record is not None and record.is_expired(now):
+                await self.sessions.delete(record.key)
+                record = None
+            elif record is not None and now - record.last_seen_at >= TOUCH_RESOLUTION:
+                record.last_seen_at = now
+                await self.sessions.save(record)
+        except Exception as exc:  # every backend's failure is the same event to callers
+            raise SessionStoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        if record is None or record.user_id is None:
             return record, None
         user = await self._load_user(int(record.user_id))
         return record, self._identity(user, "session", session=record)

@@ -12,12 +12,15 @@ own, so they need none.
 
 from __future__ import annotations
 
+from sqlalchemy import exc as sa_exc
 from starlette.requests import cookie_parser
 
-from bastion.auth.service import Authenticator, Identity
-from bastion.errors import BastionError
+from bastion.auth.service import Authenticator, Identity, SessionStoreUnavailable
+from bastion.errors import BastionError, ServiceUnavailable
+from bastion.functions.invoke import database_error
 from bastion.http.middleware.errors import RenderError
 from bastion.http.state import IDENTITY, SESSION, USER, USER_LOCALE, state
+from bastion.observability.logs import get_logger
 from bastion.types import ASGIApp, Receive, Scope, Send
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -47,6 +50,7 @@ class AuthenticationMiddleware:
         self.render = render
         self.cookie = authenticator.auth.session_cookie_name
         self.csrf_header = authenticator.auth.csrf_header.lower().encode("latin-1")
+        self.log = get_logger("bastion.auth")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -77,6 +81,17 @@ class AuthenticationMiddleware:
                 raise BastionError("csrf_failed")
         except BastionError as exc:
             await self.render(scope, receive, send, exc)
+            return
+        except sa_exc.DBAPIError as exc:
+            await self.render(scope, receive, send, database_error(exc))
+            return
+        except SessionStoreUnavailable as exc:
+            # The session store (Redis) is down: nobody can be told who they are, and
+            # serving them as anonymous would be wrong, so answer "try again".
+            self.log.warning("session_store_unavailable", error=str(exc))
+            await self.render(
+                scope, receive, send, ServiceUnavailable(headers={"Retry-After": "5"})
+            )
             return
         await self.app(scope, receive, send)
 
