@@ -44,8 +44,8 @@ class IdempotencyMiddleware:
 
     Only unsafe requests that carry the header are touched; their body is read
     whole (the body limit outside bounds it) so that it can be fingerprinted, then
-    handed to the app unchanged. Responses of 500 and above are not stored: the
-    claim is dropped, so that a retry runs again.
+    handed to the app unchanged. Answers that mean "try again" (429, 500 and above)
+    are not stored: the claim is dropped, so that a retry runs again.
 
     Args:
         store: The runtime's idempotency records.
@@ -135,7 +135,7 @@ class IdempotencyMiddleware:
                     await self._abandon(claim)
 
     async def _settle(self, claim: Claim, response: StoredResponse) -> None:
-        if response.status_code >= 500:
+        if response.status_code >= 500 or response.status_code == 429:
             await self._abandon(claim)
             return
         try:
