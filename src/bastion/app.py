@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
 
+from bastion.auth.oidc import OidcClient
 from bastion.auth.passwords import Passwords
 from bastion.auth.principal import Principal
 from bastion.auth.service import Authenticator
@@ -132,8 +133,13 @@ class App:
         tags: Iterable[str] = (),
         cache_control: str | None = None,
         etag: bool | None = None,
+        rate_limit: str | None = None,
     ) -> Callable[[F], F]:
-        """Declare a read-only function served on ``GET path``."""
+        """Declare a read-only function served on ``GET path``.
+
+        With ``rate_limit`` (``"10/minute"``) each caller, the user or else the client
+        address, may call it that often; more calls are 429 ``rate_limited``.
+        """
         return self._register(
             FunctionKind.QUERY,
             path,
@@ -146,6 +152,7 @@ class App:
                 tags=tags,
                 cache_control=cache_control,
                 etag=etag,
+                rate_limit=rate_limit,
             ),
         )
 
@@ -160,10 +167,12 @@ class App:
         name: str | None = None,
         tags: Iterable[str] = (),
         require_idempotency_key: bool = False,
+        rate_limit: str | None = None,
     ) -> Callable[[F], F]:
         """Declare a read-write function: one transaction, committed only if it returns.
 
-        With ``require_idempotency_key`` a call without an ``Idempotency-Key`` is 400.
+        With ``require_idempotency_key`` a call without an ``Idempotency-Key`` is 400;
+        ``rate_limit`` is as for :meth:`query`.
         """
         options = dict(
             method=method,
@@ -173,6 +182,7 @@ class App:
             name=name,
             tags=tags,
             idempotency_required=require_idempotency_key,
+            rate_limit=rate_limit,
         )
         return self._register(FunctionKind.MUTATION, path, _unsafe(options))
 
@@ -187,10 +197,12 @@ class App:
         name: str | None = None,
         tags: Iterable[str] = (),
         require_idempotency_key: bool = False,
+        rate_limit: str | None = None,
     ) -> Callable[[F], F]:
         """Declare an async function that talks to the outside world; it holds no transaction.
 
-        With ``require_idempotency_key`` a call without an ``Idempotency-Key`` is 400.
+        With ``require_idempotency_key`` a call without an ``Idempotency-Key`` is 400;
+        ``rate_limit`` is as for :meth:`query`.
         """
         options = dict(
             method=method,
@@ -200,6 +212,7 @@ class App:
             name=name,
             tags=tags,
             idempotency_required=require_idempotency_key,
+            rate_limit=rate_limit,
         )
         return self._register(FunctionKind.ACTION, path, _unsafe(options))
 
@@ -301,6 +314,7 @@ class Runtime:
                 critical=not settings.ratelimit.fail_open,
             )
         self.authenticator = Authenticator(settings, self.database, self.passwords)
+        self.oidc = OidcClient(settings.oidc) if settings.oidc.providers else None
         self.idempotency = IdempotencyStore(self.database, settings.idempotency)
         self.invoker = Invoker(self.database, settings, services=self)
         self.cursors = CursorCodec(settings.app.secret_key.get_secret_value())
@@ -334,6 +348,8 @@ class Runtime:
         """Release connections; the server has already drained in-flight requests."""
         await self.limiter.close()
         await self.authenticator.close()
+        if self.oidc is not None:
+            await self.oidc.aclose()
         await anyio.to_thread.run_sync(self.database.dispose)
         self.started = False
         self.log.info("stopped")
@@ -375,6 +391,7 @@ class Runtime:
                     limiter=self.limiter,
                     passwords=self.passwords,
                     settings=self.settings,
+                    oidc=self.oidc,
                 )
                 routers.insert(0, (auth_router, self.app.api_prefix))
             self._api = build_api(
@@ -385,6 +402,7 @@ class Runtime:
                 routers=routers,
                 prefix=self.app.api_prefix,
                 invoker=self.invoker,
+                limiter=self.limiter if self.settings.ratelimit.enabled else None,
                 settings=self.settings,
                 problems=self.problems,
                 health=self.health,
@@ -410,8 +428,10 @@ def build_asgi_app(runtime: Runtime) -> ASGIApp:
     6. ``ErrorMiddleware`` — any exception that escaped becomes a 500 problem.
     7. ``AuthenticationMiddleware`` — bearer token, API key or session cookie to the
        caller (401 on a bad credential), CSRF check for cookie-authenticated writes.
-    8. ``RateLimitMiddleware`` (unless ``ratelimit.enabled`` is off) — the default
-       limits per client, ``RateLimit-*`` headers, 429 with Retry-After.
+    8. ``RateLimitMiddleware`` (unless ``ratelimit.enabled`` is off) — limits per
+       client address, user or API key (inside authentication, which says which),
+       ``RateLimit-*`` headers of the tightest limit, 429 with Retry-After. Functions'
+       own limits are checked by their endpoints and share the headers.
     9. ``GZipMiddleware`` — compress bodies above ``server.gzip_min_bytes``.
     10. ``BodyLimitMiddleware`` — 413 above ``server.max_body_bytes``.
     11. ``IdempotencyMiddleware`` (unless ``idempotency.enabled`` is off) — an unsafe

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from bastion.auth.identities import UserIdentity, link_identity
+from bastion.auth.oidc import OidcClient, OidcIdentity, OidcStart
 from bastion.auth.passwords import Passwords, common_passwords
 from bastion.auth.principal import Principal
 from bastion.auth.sessions import SessionRecord, SessionStore
@@ -14,14 +16,19 @@ from bastion.auth.users import (
 )
 
 __all__ = [
+    "OidcClient",
+    "OidcIdentity",
+    "OidcStart",
     "Passwords",
     "Principal",
     "SessionRecord",
     "SessionStore",
     "User",
+    "UserIdentity",
     "common_passwords",
     "create_user",
     "find_user",
+    "link_identity",
     "normalize_email",
     "principal_for",
 ]

@@ -70,9 +70,7 @@ def link_identity(session: Session, identity: OidcIdentity, passwords: Passwords
         raise BastionError("oidc_failed") from None
     user = session.scalar(select(User).where(User.email == email))
     if user is None:
-        user = create_user(
-            session, passwords, email=email, password=None, name=identity.name[:200]
-        )
+        user = create_user(session, passwords, email=email, password=None, name=identity.name[:200])
         log.info("oidc_user_created", user_id=user.id)
     session.add(
         UserIdentity(

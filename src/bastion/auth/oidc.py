@@ -239,6 +239,8 @@ class OidcClient:
         claims = await self._id_token_claims(
             provider, config, metadata, id_token, expected["nonce"], access_token
         )
+        if len(claims["sub"]) > 255:
+            raise _Failed("the subject is longer than OIDC's 255 characters")
         if "email" not in claims and isinstance(access_token, str):
             claims = {**await self._userinfo(metadata, access_token, claims["sub"]), **claims}
         email, name = claims.get("email"), claims.get("name")

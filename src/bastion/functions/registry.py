@@ -9,7 +9,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from limits import RateLimitItem
 from pydantic import TypeAdapter
+
+from bastion.ratelimit import parse_limits
 
 
 class FunctionKind(StrEnum):
@@ -41,6 +44,8 @@ class FunctionSpec:
         cache_control: Sent on successful GET responses.
         etag: Send ``ETag`` and answer ``If-None-Match`` with 304 (GET only).
         idempotency_required: Refuse calls without an ``Idempotency-Key`` (400).
+        rate_limit: Calls allowed per caller (user, else client address) on top of the
+            request limits; empty for none.
     """
 
     name: str
@@ -59,6 +64,7 @@ class FunctionSpec:
     cache_control: str | None = None
     etag: bool = False
     idempotency_required: bool = False
+    rate_limit: tuple[RateLimitItem, ...] = ()
 
 
 def declare(
@@ -75,6 +81,7 @@ def declare(
     cache_control: str | None,
     etag: bool | None,
     idempotency_required: bool = False,
+    rate_limit: str | None = None,
 ) -> FunctionSpec:
     """Check a function's shape and describe it; raises TypeError with a clear message."""
     is_async = inspect.iscoroutinefunction(fn)
@@ -95,6 +102,12 @@ def declare(
         raise ValueError(f"{label}: path must start with '/', got {path!r}")
     if idempotency_required and chosen == "GET":
         raise TypeError(f"{label}: an Idempotency-Key is for unsafe methods; GET is safe to retry")
+    try:
+        limits = parse_limits([rate_limit]) if rate_limit else ()
+    except ValueError:
+        raise ValueError(
+            f"{label}: rate_limit {rate_limit!r} is not a limit like '10/minute'"
+        ) from None
 
     hints = typing.get_type_hints(fn, include_extras=True)
     signature = inspect.signature(fn)
@@ -130,4 +143,5 @@ def declare(
         cache_control=cache_control,
         etag=chosen == "GET" if etag is None else etag,
         idempotency_required=idempotency_required,
+        rate_limit=limits,
     )

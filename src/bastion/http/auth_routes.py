@@ -14,6 +14,7 @@ from typing import Any, Literal, TypeVar
 
 import anyio.to_thread
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import RedirectResponse
 from limits import parse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
@@ -25,6 +26,8 @@ from bastion.auth.api_keys import (
     revoke_user_api_keys,
 )
 from bastion.auth.audit import audit, require_reason
+from bastion.auth.identities import link_identity
+from bastion.auth.oidc import OidcClient
 from bastion.auth.passwords import Passwords
 from bastion.auth.principal import Principal
 from bastion.auth.service import Authenticator, Identity, UserView
@@ -46,6 +49,7 @@ from bastion.ratelimit import Limiter, LimiterUnavailable
 from bastion.settings.sections import Settings
 
 RegisterHook = Callable[[Session, User], None]
+OIDC_STATE = "_oidc"
 T = TypeVar("T")
 
 
@@ -174,6 +178,7 @@ def build_auth_router(
     limiter: Limiter,
     passwords: Passwords,
     settings: Settings,
+    oidc: OidcClient | None = None,
 ) -> APIRouter:
     """The account endpoints wired to one runtime's services."""
     router = APIRouter(tags=["auth"])
@@ -397,6 +402,9 @@ def build_auth_router(
         await _thread(run)
         return Response(status_code=204)
 
+    if oidc is not None:
+        _add_oidc_routes(router, oidc, authenticator, database, passwords, settings, set_cookie)
+
     def admin(request: Request) -> Principal:
         principal = _caller(request).principal
         if not principal.allows(config.admin_permission):
@@ -451,6 +459,63 @@ def build_auth_router(
         return await set_ban(request, user_id, body, False)
 
     return router
+
+
+def _add_oidc_routes(
+    router: APIRouter,
+    oidc: OidcClient,
+    authenticator: Authenticator,
+    database: Database,
+    passwords: Passwords,
+    settings: Settings,
+    set_cookie: Callable[[Response, str], None],
+) -> None:
+    log = get_logger("bastion.auth.oidc")
+
+    def callback_url(request: Request, provider: str) -> str:
+        path = request.url_for("oidc_callback", provider=provider).path
+        base = settings.oidc.redirect_base_url or str(request.base_url).rstrip("/")
+        return f"{base}{path}"
+
+    @router.get("/auth/oidc/{provider}/login", status_code=302, name="oidc_login")
+    async def oidc_login(request: Request, provider: str) -> Response:
+        """Start signing in with an OpenID Connect provider (redirects to it)."""
+        started = await oidc.start(provider, callback_url(request, provider))
+        # The state, nonce and PKCE verifier wait in a fresh server-side session: the
+        # callback must come back to this browser, and nothing secret goes in a URL.
+        session = await authenticator.start_session(None, previous=session_of(request.scope))
+        session.record.data[OIDC_STATE] = started.state
+        await authenticator.sessions.save(session.record)
+        response = RedirectResponse(started.url, status_code=302)
+        set_cookie(response, session.session_id)
+        return response
+
+    @router.get("/auth/oidc/{provider}/callback", response_model=LoginOut, name="oidc_callback")
+    async def oidc_callback(request: Request, provider: str, response: Response) -> LoginOut:
+        """Finish signing in: link or create the account by verified email, start a session."""
+        record = session_of(request.scope)
+        if record is None or not isinstance(record.data.get(OIDC_STATE), dict):
+            log.info("oidc_refused", provider=provider, reason="no sign-in in progress")
+            raise BastionError("oidc_failed")
+        state = record.data.pop(OIDC_STATE)
+        # Dropped before anything else can fail: a callback URL works once.
+        await authenticator.sessions.save(record)
+        identity = await oidc.finish(provider, dict(request.query_params), state)
+
+        def link() -> User:
+            with database.transaction() as session:
+                user = link_identity(session, identity, passwords)
+                session.flush()
+                session.expunge(user)
+                return user
+
+        user = await _thread(link)
+        if user.is_banned:
+            raise BastionError("account_banned")
+        started = await authenticator.start_session(user.id, previous=record)
+        set_cookie(response, started.session_id)
+        log.info("login", user_id=user.id, method="oidc", provider=provider)
+        return LoginOut(user=_user_out(user), csrf_token=started.csrf_token)
 
 
 async def _thread(fn: Callable[[], T]) -> T:

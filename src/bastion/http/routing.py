@@ -22,10 +22,12 @@ from swagger_ui_bundle import swagger_ui_path
 from bastion.errors import BastionError, NotAcceptable
 from bastion.functions import FunctionSpec, Invoker
 from bastion.http.middleware.idempotency import KEY_HEADER, KEY_PATTERN, UNSAFE_METHODS
+from bastion.http.middleware.rate_limit import FunctionLimits
 from bastion.http.problems import PROBLEM_JSON, ProblemRenderer
 from bastion.http.responses import accepts_json, result_response
 from bastion.http.state import header, locale_of, request_id_of, user_of
 from bastion.observability.health import HealthRegistry, health_document
+from bastion.ratelimit import Limiter
 from bastion.settings.sections import Settings
 
 _REQUEST = "bastion_request__"
@@ -56,8 +58,19 @@ _PROBLEM_SCHEMA = {
 }
 
 
-def endpoint_for(spec: FunctionSpec, invoker: Invoker, settings: Settings) -> Callable[..., Any]:
-    """A FastAPI endpoint whose signature is the function's, minus ``ctx``."""
+def endpoint_for(
+    spec: FunctionSpec,
+    invoker: Invoker,
+    settings: Settings,
+    limits: FunctionLimits | None = None,
+) -> Callable[..., Any]:
+    """A FastAPI endpoint whose signature is the function's, minus ``ctx``.
+
+    ``limits`` checks the function's own ``rate_limit`` (``None``: rate limiting is off).
+    It is checked here, not in the invoker: the limit is per HTTP caller, while
+    ``runtime.call`` from actions, hooks and tests must never be refused by it.
+    """
+    limited = limits if spec.rate_limit else None
 
     async def endpoint(**kwargs: Any) -> Any:
         request: Request = kwargs.pop(_REQUEST)
@@ -67,6 +80,8 @@ def endpoint_for(spec: FunctionSpec, invoker: Invoker, settings: Settings) -> Ca
             raise NotAcceptable()
         if spec.idempotency_required and header(scope, b"idempotency-key") is None:
             raise BastionError("idempotency_key_required")
+        if limited is not None:
+            await limited.check(spec.name, spec.rate_limit, scope)
         result = await invoker.invoke(
             spec,
             kwargs,
@@ -97,8 +112,13 @@ def build_api(
     problems: ProblemRenderer,
     health: HealthRegistry,
     lifespan: Any,
+    limiter: Limiter | None = None,
 ) -> FastAPI:
-    """The FastAPI application: function routes, mounted routers, health, docs."""
+    """The FastAPI application: function routes, mounted routers, health, docs.
+
+    ``limiter`` enforces functions' own rate limits; ``None`` when limiting is off.
+    """
+    function_limits = FunctionLimits(limiter) if limiter is not None else None
     api = FastAPI(
         title=title,
         version=version,
@@ -120,7 +140,7 @@ def build_api(
         }
         api.add_api_route(
             prefix + spec.path,
-            endpoint_for(spec, invoker, settings),
+            endpoint_for(spec, invoker, settings, function_limits),
             methods=[spec.method],
             status_code=spec.status_code,
             response_model=spec.response,

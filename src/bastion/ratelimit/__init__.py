@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
-from bastion.ratelimit.limiter import Decision, Limiter, LimiterUnavailable, storage_for
+from bastion.ratelimit.limiter import (
+    Decision,
+    Limiter,
+    LimiterUnavailable,
+    parse_limits,
+    storage_for,
+    tightest,
+)
 
-__all__ = ["Decision", "Limiter", "LimiterUnavailable", "storage_for"]
+__all__ = ["Decision", "Limiter", "LimiterUnavailable", "parse_limits", "storage_for", "tightest"]

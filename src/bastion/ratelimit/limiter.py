@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,20 +62,39 @@ def storage_for(url: str) -> tuple[Storage, Any]:
     raise ValueError(f"unsupported rate-limit storage {url!r}: use memory:// or redis://")
 
 
+def parse_limits(entries: Iterable[str]) -> tuple[RateLimitItem, ...]:
+    """``["20/second", "600/minute"]`` as ``limits`` items.
+
+    Raises:
+        ValueError: an entry is not a limit.
+    """
+    return tuple(item for entry in entries for item in parse_many(entry))
+
+
+def tightest(*decisions: Decision | None) -> Decision | None:
+    """The decision a client must hear about: a refusal first, else the least remaining."""
+    chosen: Decision | None = None
+    for decision in decisions:
+        if decision is not None and (chosen is None or _tighter(decision, chosen)):
+            chosen = decision
+    return chosen
+
+
 class Limiter:
     """Checks keys against limits like ``"600/minute"``.
 
     Args:
-        settings: The ``[ratelimit]`` section.
+        settings: The ``[ratelimit]`` section; its policies are parsed once, here.
     """
 
     def __init__(self, settings: RateLimitSection) -> None:
         self.settings = settings
         self.storage, self._pool = storage_for(settings.storage_url)
         self.strategy = _STRATEGIES[settings.strategy](self.storage)
-        self.default_limits = (
-            parse_many(";".join(settings.default_limits)) if settings.default_limits else []
-        )
+        self.default_limits = parse_limits(settings.default_limits)
+        self.user_limits = parse_limits(settings.user_limits)
+        self.api_key_limits = parse_limits(settings.api_key_limits)
+        self.global_limits = parse_limits(settings.global_limits)
 
     async def check(self, key: str, limits: Sequence[RateLimitItem]) -> Decision | None:
         """Count one hit of ``key`` against every limit; ``None`` when there are none.
@@ -85,18 +104,17 @@ class Limiter:
         """
         if not limits:
             return None
-        tightest: Decision | None = None
+        chosen: Decision | None = None
         try:
             for item in limits:
                 allowed = await self.strategy.hit(item, key)
                 stats = await self.strategy.get_window_stats(item, key)
                 reset = max(1, math.ceil(stats.reset_time - time.time()))
                 decision = Decision(allowed, item.amount, max(0, stats.remaining), reset)
-                if tightest is None or _tighter(decision, tightest):
-                    tightest = decision
+                chosen = tightest(chosen, decision)
         except Exception as exc:  # any storage failure is the same event for the caller
             raise LimiterUnavailable(f"{type(exc).__name__}: {exc}") from exc
-        return tightest
+        return chosen
 
     async def exhausted(self, key: str, item: RateLimitItem) -> int | None:
         """Seconds until ``key`` may try again when ``item`` is used up, else ``None``.

@@ -223,7 +223,7 @@ class OidcSection(Section):
     def _keys(cls, value: dict[str, OidcProviderSettings]) -> dict[str, OidcProviderSettings]:
         for key in value:
             if not _PROVIDER_KEY.fullmatch(key):
-                raise ValueError(f"provider key {key!r}: use lowercase letters, digits, - and _")
+                raise ValueError(f"provider key {key!r}: use a-z, 0-9, - and _")
         return value
 
     @field_validator("redirect_base_url")
@@ -244,13 +244,19 @@ class RateLimitSection(Section):
     """``memory://`` counts per process; ``redis://host:port/db`` shares them between processes."""
     strategy: Literal["fixed-window", "moving-window", "sliding-window"] = "sliding-window"
     default_limits: list[str] = Field(default_factory=lambda: ["600/minute"])
-    """Applied to every request per client address, e.g. ``["20/second", "600/minute"]``."""
+    """Anonymous requests, per client address, e.g. ``["20/second", "600/minute"]``."""
+    user_limits: list[str] = Field(default_factory=lambda: ["1200/minute"])
+    """Requests with a session or bearer token, per user, whatever address they come from."""
+    api_key_limits: list[str] = Field(default_factory=lambda: ["600/minute"])
+    """Requests with an API key, per key."""
+    global_limits: list[str] = Field(default_factory=list)
+    """Every counted request together: a ceiling for the whole app (empty: none)."""
     fail_open: bool = True
     """When the storage is unreachable: let requests through (true) or answer 503 (false)."""
     exempt_paths: list[str] = Field(default_factory=lambda: ["/health/", "/docs"])
     """Path prefixes never counted (probes, documentation)."""
 
-    @field_validator("default_limits")
+    @field_validator("default_limits", "user_limits", "api_key_limits", "global_limits")
     @classmethod
     def _parse(cls, value: list[str]) -> list[str]:
         from limits import parse_many

@@ -1,16 +1,42 @@
-"""Per-client rate limits on every request, with ``RateLimit-*`` headers and 429s."""
+"""Rate limits on every request, keyed by who is calling, with ``RateLimit-*`` headers and 429s.
+
+Each request is counted once against the policy of its caller, as authentication
+resolved it (this middleware runs inside it):
+
+- an API key: ``api_key_limits`` under ``key:<api key id>``;
+- a user (session or bearer token): ``user_limits`` under ``user:<user id>``;
+- anyone else: ``default_limits`` under ``ip:<client address>``;
+
+and, when ``global_limits`` are set, against them under ``global``. Signed-in callers
+are counted by who they are, not where they call from: colleagues behind one NAT do
+not share a budget, and a user cannot get a fresh one by changing networks.
+
+Functions declared with ``rate_limit=`` are checked by their endpoint through
+:class:`FunctionLimits`, which leaves its decision in the request's state; the
+response carries the headers of the tightest decision of the request.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from limits import RateLimitItem
+
+from bastion.auth.service import Identity
 from bastion.errors import RateLimited, ServiceUnavailable
 from bastion.http.middleware.errors import RenderError
+from bastion.http.state import identity_of, state, user_of
 from bastion.observability.logs import get_logger
-from bastion.ratelimit import Decision, Limiter, LimiterUnavailable
+from bastion.ratelimit import Decision, Limiter, LimiterUnavailable, tightest
 from bastion.types import ASGIApp, Message, Receive, Scope, Send
+
+#: Where a function's own limit leaves its decision for the response headers.
+FUNCTION_DECISION = "rate_limit_function_decision"
+GLOBAL_KEY = "global"
 
 
 class RateLimitMiddleware:
-    """Counts each request against the default limits under the client's address.
+    """Counts each request against its caller's limits and the global ceiling.
 
     The client address is the one :class:`ClientIpMiddleware` resolved, so a
     client behind a trusted proxy gets its own bucket and cannot pick another.
@@ -27,15 +53,24 @@ class RateLimitMiddleware:
         self.exempt = tuple(limiter.settings.exempt_paths)
         self.fail_open = limiter.settings.fail_open
         self.log = get_logger("bastion.ratelimit")
+        self.policies: dict[str, Sequence[RateLimitItem]] = {
+            "key": limiter.api_key_limits,
+            "user": limiter.user_limits,
+            "ip": limiter.default_limits,
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].startswith(self.exempt):
             await self.app(scope, receive, send)
             return
-        client = scope.get("client")
-        key = f"ip:{client[0] if client else 'unknown'}"
+        kind, key = caller_key(scope)
         try:
-            decision = await self.limiter.check(key, self.limiter.default_limits)
+            decision = await self.limiter.check(key, self.policies[kind])
+            # A caller already refused is not counted against the ceiling as well.
+            if self.limiter.global_limits and (decision is None or decision.allowed):
+                ceiling = await self.limiter.check(GLOBAL_KEY, self.limiter.global_limits)
+                if ceiling is not None and tightest(decision, ceiling) is ceiling:
+                    kind, key, decision = GLOBAL_KEY, GLOBAL_KEY, ceiling
         except LimiterUnavailable as exc:
             self.log.warning(
                 "rate_limit_storage_unavailable", error=str(exc), fail_open=self.fail_open
@@ -47,17 +82,78 @@ class RateLimitMiddleware:
                     scope, receive, send, ServiceUnavailable(headers={"Retry-After": "5"})
                 )
             return
-        if decision is None:
-            await self.app(scope, receive, send)
-            return
-        headers = _headers(decision)
-        if not decision.allowed:
-            self.log.info("rate_limited", key=key, limit=decision.limit)
+        if decision is not None and not decision.allowed:
+            self.log.info("rate_limited", kind=kind, key=key, limit=decision.limit)
             await self.render(
-                scope, receive, _with(send, headers), RateLimited(decision.reset_after_s)
+                scope, receive, _with(send, _headers(decision)), RateLimited(decision.reset_after_s)
             )
             return
-        await self.app(scope, receive, _with(send, headers))
+        await self.app(scope, receive, _with_tightest(send, state(scope), decision))
+
+
+def caller_key(scope: Scope) -> tuple[str, str]:
+    """The kind of caller (``key``, ``user`` or ``ip``) and its bucket's key.
+
+    Only ids and addresses go into keys (and logs), never a credential.
+    """
+    identity = identity_of(scope)
+    if (
+        isinstance(identity, Identity)
+        and identity.method == "api_key"
+        and identity.api_key_id is not None
+    ):
+        return "key", f"key:{identity.api_key_id}"
+    return _user_or_address(scope)
+
+
+class FunctionLimits:
+    """Checks the limits functions declare (``rate_limit="10/minute"``) for their endpoints.
+
+    A function is counted per caller: the user (all of their API keys together, as
+    the limit protects what the function costs), else the client address.
+
+    Args:
+        limiter: The runtime's limiter.
+    """
+
+    def __init__(self, limiter: Limiter) -> None:
+        self.limiter = limiter
+        self.fail_open = limiter.settings.fail_open
+        self.log = get_logger("bastion.ratelimit")
+
+    async def check(self, function: str, limits: Sequence[RateLimitItem], scope: Scope) -> None:
+        """Count one call of ``function`` by the request's caller.
+
+        Raises:
+            RateLimited: the caller used the function up (``Retry-After``).
+            ServiceUnavailable: the storage is down and ``fail_open`` is off.
+        """
+        key = f"fn:{function}:{_user_or_address(scope)[1]}"
+        try:
+            decision = await self.limiter.check(key, limits)
+        except LimiterUnavailable as exc:
+            self.log.warning(
+                "rate_limit_storage_unavailable", error=str(exc), fail_open=self.fail_open
+            )
+            if self.fail_open:
+                return
+            raise ServiceUnavailable(headers={"Retry-After": "5"}) from exc
+        if decision is None:
+            return
+        state(scope)[FUNCTION_DECISION] = decision
+        if not decision.allowed:
+            self.log.info(
+                "rate_limited", kind="function", function=function, key=key, limit=decision.limit
+            )
+            raise RateLimited(decision.reset_after_s)
+
+
+def _user_or_address(scope: Scope) -> tuple[str, str]:
+    user = user_of(scope)
+    if user is not None:
+        return "user", f"user:{user.id}"
+    client = scope.get("client")
+    return "ip", f"ip:{client[0] if client else 'unknown'}"
 
 
 def _headers(decision: Decision) -> list[tuple[bytes, bytes]]:
@@ -72,6 +168,19 @@ def _with(send: Send, headers: list[tuple[bytes, bytes]]) -> Send:
     async def send_with_headers(message: Message) -> None:
         if message["type"] == "http.response.start":
             message["headers"] = [*message.get("headers", ()), *headers]
+        await send(message)
+
+    return send_with_headers
+
+
+def _with_tightest(send: Send, values: dict[str, object], decision: Decision | None) -> Send:
+    # The function's decision, if any, is known only once the endpoint has run.
+    async def send_with_headers(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            function = values.get(FUNCTION_DECISION)
+            chosen = tightest(decision, function if isinstance(function, Decision) else None)
+            if chosen is not None:
+                message["headers"] = [*message.get("headers", ()), *_headers(chosen)]
         await send(message)
 
     return send_with_headers
