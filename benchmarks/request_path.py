@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -71,10 +72,27 @@ VERSIONS = (
 
 @dataclass(frozen=True)
 class Target:
+    """One server configuration to measure.
+
+    ``bastion`` targets get bastion's production settings; ``env`` is applied after
+    every default, to the server and the load generator alike (a ``BASTION_*``
+    override, or a ``BENCH_*`` option of the wrk script). ``bearer`` says whether
+    the run's bearer token is sent: bastion verifies any it gets, so its anonymous
+    target sends none. ``path_suffix``, ``method`` and ``idempotency_key`` shape the
+    request: ``/api/v1/products/{id}<suffix>``, with a fresh ``Idempotency-Key`` on
+    every request when asked.
+    """
+
     key: str
     label: str
     factory: str
     access_log: bool  # writes one log line per request to its log file
+    bastion: bool = False
+    bearer: bool = True
+    env: tuple[tuple[str, str], ...] = ()
+    method: str = "GET"
+    path_suffix: str = ""
+    idempotency_key: bool = False
 
     @property
     def short(self) -> str:
@@ -82,7 +100,17 @@ class Target:
 
 
 TARGETS = (
-    Target("bastion", "bastion", "benchmarks.apps.bastion_app:create", True),
+    # Anonymous, as in #2: the peers' bench token is not a bastion token, and bastion
+    # answers 401 to a bearer token it cannot verify. The authenticated path is
+    # measured against this one by benchmarks/auth_path.py.
+    Target(
+        "bastion",
+        "bastion",
+        "benchmarks.apps.bastion_app:create",
+        True,
+        bastion=True,
+        bearer=False,
+    ),
     Target("fastapi_orm", "(a): FastAPI + ORM", "benchmarks.peers.fastapi_orm:create", False),
     Target(
         "fastapi_plugins",
@@ -208,6 +236,8 @@ def _token() -> str:
 def _child_env(
     workdir: Path, db: Path, target: Target | None, token: str, products: int, log_file: Path | None
 ) -> dict[str, str]:
+    if target is not None and not target.bearer:
+        token = ""
     # Start from the caller's environment minus every BASTION_* variable, so a
     # developer's own settings cannot leak into a measurement.
     env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
@@ -222,7 +252,7 @@ def _child_env(
             "BENCH_LOG_FILE": str(log_file or workdir / "scratch.log"),
         }
     )
-    if target is not None and target.key == "bastion":
+    if target is not None and target.bastion:
         env.update(
             {
                 "BASTION_ENV": "production",
@@ -237,6 +267,15 @@ def _child_env(
                 "BASTION_RATELIMIT_DEFAULT_LIMITS": '["100000000/minute"]',
             }
         )
+    if target is not None:
+        env.update(
+            {
+                "BENCH_METHOD": target.method,
+                "BENCH_PATH_SUFFIX": target.path_suffix,
+                "BENCH_IDEMPOTENCY_KEY": "1" if target.idempotency_key else "",
+            }
+        )
+        env.update(dict(target.env))
     return env
 
 
@@ -298,20 +337,39 @@ def machine_info() -> dict[str, Any]:
 # --- one server run ---------------------------------------------------------------------
 
 
-def _get(port: int, path: str, token: str, timeout: float = 2.0) -> tuple[int, bytes, list[str]]:
+def request_headers(env: Mapping[str, str]) -> dict[str, str]:
+    """The headers every request of a run carries, as the wrk script builds them."""
+    headers = {"Accept": "application/json"}
+    if env.get("BENCH_TOKEN"):
+        headers["Authorization"] = f"Bearer {env['BENCH_TOKEN']}"
+    if env.get("BENCH_API_KEY"):
+        headers["X-API-Key"] = env["BENCH_API_KEY"]
+    return headers
+
+
+def _get(
+    port: int,
+    path: str,
+    headers: Mapping[str, str],
+    timeout: float = 2.0,
+    method: str = "GET",
+) -> tuple[int, bytes, dict[str, str]]:
+    """One request; the status, the body and the response headers (names lowercased)."""
     connection = http.client.HTTPConnection(HOST, port, timeout=timeout)
     try:
-        connection.request(
-            "GET", path, headers={"Accept": "application/json", "Authorization": f"Bearer {token}"}
-        )
+        connection.request(method, path, body=b"" if method != "GET" else None, headers=headers)
         response = connection.getresponse()
-        return response.status, response.read(), [k.lower() for k, _ in response.getheaders()]
+        return response.status, response.read(), {k.lower(): v for k, v in response.getheaders()}
     finally:
         connection.close()
 
 
 def _wait_ready(
-    process: subprocess.Popen[bytes], port: int, token: str, log: Path, deadline_s: float = 30.0
+    process: subprocess.Popen[bytes],
+    port: int,
+    headers: Mapping[str, str],
+    log: Path,
+    deadline_s: float = 30.0,
 ) -> int:
     """Poll the measured route until it answers 200; returns the number of polls."""
     deadline = time.monotonic() + deadline_s
@@ -321,7 +379,7 @@ def _wait_ready(
             raise RuntimeError(f"server exited with {process.returncode}:\n{_tail(log)}")
         polls += 1
         with contextlib.suppress(OSError, http.client.HTTPException):
-            if _get(port, "/api/v1/products/1", token, timeout=1.0)[0] == 200:
+            if _get(port, "/api/v1/products/1", headers, timeout=1.0)[0] == 200:
                 return polls
         time.sleep(0.1)
     raise RuntimeError(f"server not ready after {deadline_s:.0f} s:\n{_tail(log)}")
@@ -350,6 +408,8 @@ def _load(
     pin: bool,
 ) -> dict[str, Any]:
     url = f"http://{HOST}:{port}"
+    if generator == "python" and (env.get("BENCH_METHOD", "GET") != "GET" or env.get("BENCH_API_KEY")):
+        raise RuntimeError("the Python load generator only sends GET with a bearer token: use wrk")
     if generator == "wrk":
         # wrk takes whole seconds only.
         command = [
@@ -402,6 +462,7 @@ def run_target(
     log_file = workdir / f"{target.key}-{rep}.log"
     server_out = workdir / f"{target.key}-{rep}.server.txt"
     env = _child_env(workdir, db, target, token, args.products, log_file)
+    headers = request_headers(env)
     profile_file = workdir / f"profile-{target.key}.json"
     if profile:
         command = [
@@ -442,8 +503,16 @@ def run_target(
         )
     profile_result = None
     try:
-        polls = _wait_ready(server, port, token, server_out)
-        status, body, headers = _get(port, "/api/v1/products/42", token)
+        polls = _wait_ready(server, port, headers, server_out)
+        sample_headers = dict(headers)
+        if target.idempotency_key:
+            sample_headers["Idempotency-Key"] = f"sample-{target.key}-{rep}-{time.time_ns()}"
+        status, body, response_headers = _get(
+            port,
+            f"/api/v1/products/42{target.path_suffix}",
+            sample_headers,
+            method=target.method,
+        )
         warm = _load(port, seconds=args.warmup, args=args, env=env, generator=generator, pin=pin)
         if profile:
             os.kill(server.pid, signal.SIGUSR1)
@@ -489,7 +558,8 @@ def run_target(
         "requests_served_total": served,
         "sample_status": status,
         "sample_body": body.decode(errors="replace"),
-        "sample_headers": headers,
+        "sample_headers": list(response_headers),
+        "sample_header_values": response_headers,
         "loadavg_1m_before": round(load_before, 2),
         "profile": profile_result,
     }
@@ -593,7 +663,9 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
         f"closed loop, {'pinned to CPU 1' if method['pinned'] else 'unpinned'}; "
         f"{method['warmup_s']} s warm-up (discarded) then {method['duration_s']} s measured.",
         f"- Requests: `GET /api/v1/products/{{random id in 1..{method['products']}}}` with "
-        "`Accept: application/json` and a valid HS256 bearer token (only (b) checks it).",
+        "`Accept: application/json`; the peers' requests also carry a valid HS256 bearer token "
+        "(only (b) checks it), bastion's none (it verifies any bearer token it gets, so it is "
+        "measured anonymously, as in #2; `benchmarks/auth_path.py` measures it signed in).",
         "- Data: one SQLite file in WAL mode, seeded deterministically "
         "(`python -m benchmarks.seed`), shared by every target.",
         "- Reported: medians over repetitions of req/s, p50 and p99 latency (from the load "

@@ -25,6 +25,8 @@ class Context:
         log: A structlog logger bound to the request id and the function name.
         settings: The validated settings.
         services: The runtime's services, for what a function needs beyond the database.
+        session_data: The visitor's browser-session data (preferences, later the cart),
+            or ``None`` without a session. Changes are saved when the response succeeds.
     """
 
     db: Session | None
@@ -35,6 +37,7 @@ class Context:
     settings: Settings
     services: Any = None
     function: str = ""
+    session_data: dict[str, Any] | None = None
 
     @property
     def session(self) -> Session:

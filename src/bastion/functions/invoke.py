@@ -50,6 +50,7 @@ class Invoker:
         user: Principal | None = None,
         locale: str = "en",
         request_id: str = "",
+        session_data: dict[str, Any] | None = None,
     ) -> Any:
         """Run ``spec`` with ``args``; returns the result validated as ``spec.response``.
 
@@ -69,6 +70,7 @@ class Invoker:
                 settings=self.settings,
                 services=self.services,
                 function=spec.name,
+                session_data=session_data,
             )
 
         if spec.kind is FunctionKind.ACTION:

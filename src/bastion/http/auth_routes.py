@@ -30,7 +30,8 @@ from bastion.auth.identities import link_identity
 from bastion.auth.oidc import OidcClient
 from bastion.auth.passwords import Passwords
 from bastion.auth.principal import Principal
-from bastion.auth.service import Authenticator, Identity, UserView
+from bastion.auth.service import CSRF_KEY, Authenticator, Identity, UserView
+from bastion.auth.sessions import SessionRecord
 from bastion.auth.tokens import TokenPair, TokenReused, Tokens
 from bastion.auth.users import User, create_user, normalize_email
 from bastion.db.database import Database
@@ -43,7 +44,7 @@ from bastion.errors import (
     ServiceUnavailable,
     ValidationFailed,
 )
-from bastion.http.state import identity_of, request_id_of, session_of
+from bastion.http.state import SESSION, identity_of, request_id_of, session_of, state
 from bastion.observability.logs import get_logger
 from bastion.ratelimit import Limiter, LimiterUnavailable
 from bastion.settings.sections import Settings
@@ -83,6 +84,12 @@ class ApiKeyRequest(BaseModel):
 
 class Reason(BaseModel):
     reason: str = Field(max_length=1000)
+
+
+class SessionOut(BaseModel):
+    signed_in: bool
+    data: dict[str, Any]
+    csrf_token: str
 
 
 class UserOut(BaseModel):
@@ -161,6 +168,16 @@ def _token_out(pair: TokenPair) -> TokenOut:
         token_type=pair.token_type,
         expires_in=pair.expires_in,
     )
+
+
+def _use_session(request: Request, record: SessionRecord | None) -> None:
+    """Make ``record`` the request's session (after login or logout replaced it)."""
+    state(request.scope)[SESSION] = record
+
+
+def _public(data: dict[str, Any]) -> dict[str, Any]:
+    # Keys starting with "_" are the platform's (CSRF token, OIDC state): never shown.
+    return {key: value for key, value in data.items() if not key.startswith("_")}
 
 
 def _caller(request: Request) -> Identity:
@@ -253,6 +270,7 @@ def build_auth_router(
         """Sign in with a session cookie; answers the CSRF token unsafe requests must send."""
         user = await check_password(request, body)
         started = await authenticator.start_session(user.id, previous=session_of(request.scope))
+        _use_session(request, started.record)
         set_cookie(response, started.session_id)
         log.info("login", user_id=user.id, method="password")
         return LoginOut(user=_user_out(user), csrf_token=started.csrf_token)
@@ -264,6 +282,7 @@ def build_auth_router(
         if identity.session is None:
             raise NotAuthenticated()
         await authenticator.sessions.delete(identity.session.key)
+        _use_session(request, None)
         response = Response(status_code=204)
         response.delete_cookie(
             auth.session_cookie_name,
@@ -310,6 +329,42 @@ def build_auth_router(
 
         await _thread(run)
         return Response(status_code=204)
+
+    @router.get("/session", response_model=SessionOut, tags=["session"])
+    async def current_session(request: Request, response: Response) -> SessionOut:
+        """The browser session's data; starts an anonymous session when there is none."""
+        record = session_of(request.scope)
+        if record is None:
+            started = await authenticator.start_session(None)
+            _use_session(request, started.record)
+            set_cookie(response, started.session_id)
+            record = started.record
+        csrf = record.data.get(CSRF_KEY)
+        return SessionOut(
+            signed_in=record.user_id is not None,
+            data=_public(record.data),
+            csrf_token=csrf if isinstance(csrf, str) else "",
+        )
+
+    async def session_preferences(request: Request, body: Any) -> dict[str, Any]:
+        record = session_of(request.scope)
+        if record is None:
+            raise NotAuthenticated()
+        current = record.data.get("preferences")
+        merged = {**(current if isinstance(current, dict) else {})}
+        merged.update(body.model_dump(exclude_unset=True))
+        # Saved by the authentication middleware when the response succeeds.
+        record.data["preferences"] = merged
+        return merged
+
+    session_preferences.__annotations__["body"] = config.preferences
+    router.add_api_route(
+        "/session/preferences",
+        session_preferences,
+        methods=["PATCH"],
+        tags=["session"],
+        summary="Change the browser session's preferences (signed in or not)",
+    )
 
     @router.get("/me", response_model=UserOut)
     async def me(request: Request) -> UserOut:
@@ -484,6 +539,7 @@ def _add_oidc_routes(
         # The state, nonce and PKCE verifier wait in a fresh server-side session: the
         # callback must come back to this browser, and nothing secret goes in a URL.
         session = await authenticator.start_session(None, previous=session_of(request.scope))
+        _use_session(request, session.record)
         session.record.data[OIDC_STATE] = started.state
         await authenticator.sessions.save(session.record)
         response = RedirectResponse(started.url, status_code=302)
@@ -513,6 +569,7 @@ def _add_oidc_routes(
         if user.is_banned:
             raise BastionError("account_banned")
         started = await authenticator.start_session(user.id, previous=record)
+        _use_session(request, started.record)
         set_cookie(response, started.session_id)
         log.info("login", user_id=user.id, method="oidc", provider=provider)
         return LoginOut(user=_user_out(user), csrf_token=started.csrf_token)

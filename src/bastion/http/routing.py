@@ -25,7 +25,7 @@ from bastion.http.middleware.idempotency import KEY_HEADER, KEY_PATTERN, UNSAFE_
 from bastion.http.middleware.rate_limit import FunctionLimits
 from bastion.http.problems import PROBLEM_JSON, ProblemRenderer
 from bastion.http.responses import accepts_json, result_response
-from bastion.http.state import header, locale_of, request_id_of, user_of
+from bastion.http.state import header, locale_of, request_id_of, session_of, user_of
 from bastion.observability.health import HealthRegistry, health_document
 from bastion.ratelimit import Limiter
 from bastion.settings.sections import Settings
@@ -88,6 +88,7 @@ def endpoint_for(
             user=user_of(scope),
             locale=locale_of(scope, settings),
             request_id=request_id_of(scope),
+            session_data=session.data if (session := session_of(scope)) is not None else None,
         )
         return result_response(spec, result, header(scope, b"if-none-match"))
 

@@ -12,16 +12,20 @@ own, so they need none.
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from sqlalchemy import exc as sa_exc
 from starlette.requests import cookie_parser
 
 from bastion.auth.service import Authenticator, Identity, SessionStoreUnavailable
+from bastion.auth.sessions import SessionRecord
 from bastion.errors import BastionError, ServiceUnavailable
 from bastion.functions.invoke import database_error
 from bastion.http.middleware.errors import RenderError
 from bastion.http.state import IDENTITY, SESSION, USER, USER_LOCALE, state
 from bastion.observability.logs import get_logger
-from bastion.types import ASGIApp, Receive, Scope, Send
+from bastion.types import ASGIApp, Message, Receive, Scope, Send
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -93,7 +97,29 @@ class AuthenticationMiddleware:
                 scope, receive, send, ServiceUnavailable(headers={"Retry-After": "5"})
             )
             return
-        await self.app(scope, receive, send)
+        record = state(scope).get(SESSION)
+        if record is None:
+            await self.app(scope, receive, send)
+            return
+        await self.app(scope, receive, self._saving(scope, record, send))
+
+    def _saving(self, scope: Scope, record: SessionRecord, send: Send) -> Send:
+        """Save the session's data before the response starts, if a function changed it
+        and the response is a success (a failed mutation's changes are dropped with it)."""
+        before = _fingerprint(record.data)
+
+        async def send_after_saving(message: Message) -> None:
+            if (
+                message["type"] == "http.response.start"
+                and message["status"] < 400
+                # Login and logout replace or end the session; the old one stays gone.
+                and state(scope).get(SESSION) is record
+                and _fingerprint(record.data) != before
+            ):
+                await self.authenticator.sessions.save(record)
+            await send(message)
+
+        return send_after_saving
 
     async def _resolve(
         self, scope: Scope, bearer: str | None, api_key: str | None, cookies: str | None
@@ -117,4 +143,13 @@ class AuthenticationMiddleware:
             values[USER] = identity.principal
             if identity.user.locale:
                 values[USER_LOCALE] = identity.user.locale
+        elif (record := state(scope).get(SESSION)) is not None:
+            preferences = record.data.get("preferences")
+            language = preferences.get("language") if isinstance(preferences, dict) else None
+            if isinstance(language, str):
+                state(scope)[USER_LOCALE] = language
         return identity
+
+
+def _fingerprint(data: dict[str, Any]) -> str:
+    return json.dumps(data, sort_keys=True, default=str)
