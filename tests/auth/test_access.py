@@ -87,3 +87,27 @@ async def test_an_unreachable_session_store_is_a_503_not_a_crash(make_runtime: A
         response = await client.get("/api/v1/categories")
     assert response.status_code == 503
     assert response.json()["code"] == "service_unavailable"
+
+
+async def test_api_key_use_is_recorded_once_a_minute(client: BastionClient, clock: Any) -> None:
+    credentials = {"email": "ann@example.com", "password": PASSWORD}
+    await client.post("/api/v1/auth/register", json=credentials)
+    access = (await client.post("/api/v1/auth/token", json=credentials)).json()["access_token"]
+    auth = {"Authorization": f"Bearer {access}"}
+    made = await client.post(
+        "/api/v1/api-keys", json={"name": "ci", "scopes": ["read:public"]}, headers=auth
+    )
+    key = {"X-API-Key": made.json()["key"]}
+
+    async def last_used() -> str:
+        listed = (await client.get("/api/v1/api-keys", headers=auth)).json()
+        return str(listed[0]["last_used_at"])
+
+    assert (await client.get("/api/v1/me", headers=key)).status_code == 200
+    first = await last_used()
+    clock.shift(30)
+    await client.get("/api/v1/me", headers=key)
+    assert await last_used() == first
+    clock.shift(31)
+    await client.get("/api/v1/me", headers=key)
+    assert await last_used() > first

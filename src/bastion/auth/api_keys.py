@@ -125,7 +125,7 @@ def revoke_user_api_keys(session: Session, user_id: int) -> int:
 
 
 def find_api_key(session: Session, presented: str) -> ApiKey | None:
-    """The live key ``presented`` stands for, or ``None``; marks it used (coarsely)."""
+    """The live key ``presented`` stands for, or ``None`` (read-only; see :func:`touch_api_key`)."""
     parts = presented.split("_", 2)
     if len(parts) != 3:
         return None
@@ -135,7 +135,21 @@ def find_api_key(session: Session, presented: str) -> ApiKey | None:
         return None
     if not hmac.compare_digest(record.secret_hash, _hash(secret)):
         return None
-    now = datetime.now(UTC)
-    if record.last_used_at is None or now - record.last_used_at >= LAST_USED_RESOLUTION:
-        record.last_used_at = now
     return record
+
+
+def needs_touch(record: ApiKey, now: datetime) -> bool:
+    """Whether ``last_used_at`` is stale enough to be written (once a minute at most)."""
+    return record.last_used_at is None or now - record.last_used_at >= LAST_USED_RESOLUTION
+
+
+def touch_api_key(session: Session, key_id: int, now: datetime) -> None:
+    """Record a use; conditional, so concurrent requests write it once."""
+    session.execute(
+        update(ApiKey)
+        .where(
+            ApiKey.id == key_id,
+            (ApiKey.last_used_at.is_(None)) | (ApiKey.last_used_at < now - LAST_USED_RESOLUTION),
+        )
+        .values(last_used_at=now)
+    )

@@ -17,7 +17,12 @@ from typing import Any, Literal
 import anyio.to_thread
 from sqlalchemy import select, update
 
-from bastion.auth.api_keys import find_api_key, revoke_user_api_keys
+from bastion.auth.api_keys import (
+    find_api_key,
+    needs_touch,
+    revoke_user_api_keys,
+    touch_api_key,
+)
 from bastion.auth.passwords import Passwords
 from bastion.auth.principal import Principal
 from bastion.auth.sessions import (
@@ -176,16 +181,23 @@ class Authenticator:
             return user
 
     def _api_key(self, presented: str) -> tuple[User, int, frozenset[str]] | None:
-        with self.database.transaction() as session:
+        # Read-only first: on SQLite a write transaction per request would queue every
+        # API-key call behind the single write lock. The use is recorded once a minute.
+        with self.database.read_transaction() as session:
             key = find_api_key(session, presented)
             if key is None:
                 return None
             user = session.get(User, key.user_id)
             if user is None or not user.is_active:
                 return None
-            session.flush()
             session.expunge(user)
-            return user, key.id, frozenset(key.scopes)
+            found = (user, key.id, frozenset(key.scopes))
+            now = datetime.now(UTC)
+            stale = needs_touch(key, now)
+        if stale:
+            with self.database.transaction() as session:
+                touch_api_key(session, found[1], now)
+        return found
 
     # -- login ------------------------------------------------------------------------
 
