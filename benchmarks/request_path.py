@@ -408,7 +408,9 @@ def _load(
     pin: bool,
 ) -> dict[str, Any]:
     url = f"http://{HOST}:{port}"
-    if generator == "python" and (env.get("BENCH_METHOD", "GET") != "GET" or env.get("BENCH_API_KEY")):
+    if generator == "python" and (
+        env.get("BENCH_METHOD", "GET") != "GET" or env.get("BENCH_API_KEY")
+    ):
         raise RuntimeError("the Python load generator only sends GET with a bearer token: use wrk")
     if generator == "wrk":
         # wrk takes whole seconds only.
