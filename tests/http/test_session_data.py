@@ -69,12 +69,12 @@ async def test_functions_read_and_change_session_data(client: BastionClient) -> 
 
 async def test_anonymous_preferences_choose_the_message_language(client: BastionClient) -> None:
     await client.get("/api/v1/session")
-    saved = await client.patch("/api/v1/session/preferences", json={"language": "tr"})
+    saved = await client.patch("/api/v1/session/preferences", json={"language": "es"})
     assert saved.status_code == 200
-    assert saved.json() == {"theme": "auto", "language": "tr"}
+    assert saved.json() == {"theme": "auto", "language": "es"}
     invalid = await client.patch("/api/v1/session/preferences", json={"language": "xx"})
     assert invalid.status_code == 422
-    assert invalid.json()["title"] == "Doğrulama başarısız"
+    assert invalid.json()["title"] == "Error de validación"
 
 
 async def test_session_data_survives_login_into_the_new_session(client: BastionClient) -> None:
