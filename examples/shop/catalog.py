@@ -130,7 +130,8 @@ def _check_category(ctx: Context, category_id: int | None) -> None:
         raise ValidationFailed(errors=[FieldError("category_id", "unknown_category")])
 
 
-@app.mutation("/products", permissions=["write:all"], tags=["catalog"])
+# A per-function limit: a leaked admin token cannot flood the catalog.
+@app.mutation("/products", permissions=["write:all"], tags=["catalog"], rate_limit="120/minute")
 def create_product(ctx: Context, body: ProductIn) -> ProductOut:
     """Create a product (admin)."""
     _check_category(ctx, body.category_id)

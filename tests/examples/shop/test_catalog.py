@@ -201,3 +201,14 @@ async def test_product_writes_validate_their_input(client: BastionClient) -> Non
     assert null.json()["errors"][0]["code"] == "null_not_allowed"
     assert missing.status_code == 404
     assert taken.json()["errors"][0]["code"] == "slug_taken"
+
+
+async def test_creating_products_has_its_own_rate_limit(client: BastionClient) -> None:
+    category = (await client.get(f"{API}/categories")).json()[0]["id"]
+    body = {"name": "Desk lamp", "price_cents": 2500, "category_id": category}
+    with client.acting_as(ADMIN):
+        response = await client.post(f"{API}/products", json=body)
+    assert response.status_code == 201
+    # The tightest limit is the function's 120/minute, not the per-user default.
+    assert response.headers["ratelimit-limit"] == "120"
+    assert response.headers["ratelimit-remaining"] == "119"
