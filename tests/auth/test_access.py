@@ -111,3 +111,18 @@ async def test_api_key_use_is_recorded_once_a_minute(client: BastionClient, cloc
     clock.shift(31)
     await client.get("/api/v1/me", headers=key)
     assert await last_used() > first
+
+
+async def test_the_test_client_signs_in_like_a_browser_or_with_a_token(
+    client: BastionClient,
+) -> None:
+    credentials = {"email": "ann@example.com", "password": PASSWORD}
+    await client.post("/api/v1/auth/register", json=credentials)
+    user = await client.sign_in(**credentials)
+    assert user["email"] == "ann@example.com"
+    made = await client.post("/api/v1/api-keys", json={"name": "k", "scopes": ["read:public"]})
+    assert made.status_code == 201  # the CSRF token went along
+    client.cookies.clear()
+    del client.headers["X-CSRF-Token"]
+    await client.bearer(**credentials)
+    assert (await client.get("/api/v1/me")).json()["email"] == "ann@example.com"

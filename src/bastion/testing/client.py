@@ -43,6 +43,27 @@ class BastionClient(httpx.AsyncClient):
             transport=transport, base_url=kwargs.pop("base_url", "http://testserver"), **kwargs
         )
 
+    async def sign_in(self, email: str, password: str, *, prefix: str = "/api/v1") -> Any:
+        """Log in through ``POST {prefix}/auth/login`` like a browser: the session cookie is
+        kept, and the CSRF token is sent with every later request. Returns the user."""
+        response = await self.post(
+            f"{prefix}/auth/login", json={"email": email, "password": password}
+        )
+        response.raise_for_status()
+        body = response.json()
+        self.headers["X-CSRF-Token"] = body["csrf_token"]
+        return body["user"]
+
+    async def bearer(self, email: str, password: str, *, prefix: str = "/api/v1") -> str:
+        """Get an access token through ``POST {prefix}/auth/token`` and send it from now on."""
+        response = await self.post(
+            f"{prefix}/auth/token", json={"email": email, "password": password}
+        )
+        response.raise_for_status()
+        token = str(response.json()["access_token"])
+        self.headers["Authorization"] = f"Bearer {token}"
+        return token
+
     @contextmanager
     def acting_as(self, principal: Principal | None) -> Iterator[BastionClient]:
         """Send the requests in the block as ``principal`` (``None``: anonymous)."""
