@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
-from sqlalchemy import ForeignKey, Integer, String, select, update
+from sqlalchemy import ForeignKey, Integer, String, delete, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from bastion.auth.users import User
@@ -197,6 +197,13 @@ class Tokens:
             .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
             .values(revoked_at=now)
         )
+
+    @staticmethod
+    def purge_expired(session: Session, now: datetime) -> int:
+        """Delete refresh tokens past their expiry; revoked ones go when they expire too,
+        so reuse of a recently revoked token is still recognised until then."""
+        result = session.execute(delete(RefreshToken).where(RefreshToken.expires_at <= now))
+        return int(result.rowcount)  # type: ignore[attr-defined]
 
     @staticmethod
     def revoke_user(session: Session, user_id: int) -> int:

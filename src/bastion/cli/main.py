@@ -8,6 +8,7 @@
 ``openapi``        :mod:`bastion.cli.openapi`
 ``new``            :mod:`bastion.cli.new`
 ``user ...``       :mod:`bastion.cli.user`
+``auth ...``       :mod:`bastion.cli.auth`
 ``idempotency``    :mod:`bastion.cli.idempotency`
 =================  ==========================================================
 """
@@ -19,7 +20,7 @@ from typing import Annotated
 import typer
 
 import bastion
-from bastion.cli import config, idempotency, migrate, new, openapi, routes, run, user
+from bastion.cli import auth, config, idempotency, migrate, new, openapi, routes, run, user
 from bastion.cli.output import options
 
 cli = typer.Typer(
@@ -39,6 +40,7 @@ cli.add_typer(config.group)
 cli.command("openapi")(openapi.openapi)
 cli.command("new")(new.new)
 cli.add_typer(user.group)
+cli.add_typer(auth.group)
 cli.add_typer(idempotency.group)
 
 

@@ -76,6 +76,10 @@ class DatabaseSessionStore:
     async def delete_for_user(self, user_id: str) -> int:
         return await anyio.to_thread.run_sync(self._delete, SessionRow.user_id == user_id)
 
+    def purge_expired(self, now: datetime) -> int:
+        """Delete sessions past their deadline (they are already refused when presented)."""
+        return self._delete(SessionRow.expires_at <= now)
+
     def _delete(self, condition: Any) -> int:
         with self.database.transaction() as session:
             result = session.execute(delete(SessionRow).where(condition))
