@@ -31,6 +31,9 @@ from bastion.db.types import UTCDateTime
 from bastion.errors import BastionError
 from bastion.settings.sections import AuthSection
 
+#: How many verified access tokens each process remembers (oldest forgotten first).
+VERIFIED_CACHE_SIZE = 10_000
+
 
 class RefreshToken(PlatformBase):
     __tablename__ = "bastion_refresh_tokens"
@@ -87,6 +90,7 @@ class Tokens:
             settings.jwt_secret.get_secret_value() if settings.jwt_secret else fallback_secret
         )
         self._algorithms = [settings.jwt_algorithm]
+        self._verified: dict[str, AccessClaims] = {}
 
     def access_token(self, user_id: int, now: datetime | None = None) -> tuple[str, int]:
         """A signed access token for ``user_id`` and its lifetime in seconds."""
@@ -110,6 +114,21 @@ class Tokens:
             BastionError: ``token_expired`` past ``exp``; ``token_invalid`` for anything else
                 (bad signature, other algorithm, wrong issuer or audience, missing claims).
         """
+        # A client sends the same token with every request for up to 15 minutes; checking
+        # its signature once saves ~100 µs per request. Only tokens that verified are
+        # remembered, and their expiry is still checked on every use.
+        cached = self._verified.get(token)
+        if cached is not None:
+            if cached.expires_at > datetime.now(UTC):
+                return cached
+            del self._verified[token]
+        claims = self._decode(token)
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            self._verified.pop(next(iter(self._verified)))
+        self._verified[token] = claims
+        return claims
+
+    def _decode(self, token: str) -> AccessClaims:
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
