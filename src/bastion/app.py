@@ -53,6 +53,7 @@ from bastion.http.middleware.security_headers import SecurityHeadersMiddleware
 from bastion.http.problems import ProblemRenderer
 from bastion.http.routing import build_api
 from bastion.idempotency import IdempotencyStore
+from bastion.integrations import HttpClient
 from bastion.observability.health import HealthRegistry
 from bastion.observability.logs import configure_logging, get_logger
 from bastion.ratelimit import Limiter
@@ -316,6 +317,7 @@ class Runtime:
         self.authenticator = Authenticator(settings, self.database, self.passwords)
         self.oidc = OidcClient(settings.oidc) if settings.oidc.providers else None
         self.idempotency = IdempotencyStore(self.database, settings.idempotency)
+        self.http = HttpClient(settings.integrations, redis_url=settings.redis.url)
         self.invoker = Invoker(self.database, settings, services=self)
         self.cursors = CursorCodec(settings.app.secret_key.get_secret_value())
         self.problems = ProblemRenderer(app.errors, settings, self.database)
@@ -347,6 +349,7 @@ class Runtime:
     async def shutdown(self) -> None:
         """Release connections; the server has already drained in-flight requests."""
         await self.limiter.close()
+        await self.http.aclose()
         await self.authenticator.close()
         if self.oidc is not None:
             await self.oidc.aclose()

@@ -275,6 +275,31 @@ class IdempotencySection(Section):
     """Lease of a request in progress: after it, a crashed request's key can be taken over."""
 
 
+class IntegrationsSection(Section):
+    """Outbound HTTP (``runtime.http``): timeouts, retries and circuit breakers."""
+
+    connect_timeout_s: float = Field(3.0, gt=0, le=60)
+    """Time limit for opening a connection to a peer."""
+    timeout_s: float = Field(10.0, gt=0, le=300)
+    """Time limit for one attempt, from sending the request to the last byte of the response."""
+    max_attempts: int = Field(3, ge=1, le=10)
+    """Attempts per call, the first included (1: never retry)."""
+    backoff_base_s: float = Field(0.2, ge=0, le=60)
+    """Backoff before retry ``n`` is random between 0 and ``base * 2**(n-1)`` (full jitter)."""
+    backoff_max_s: float = Field(5.0, ge=0, le=300)
+    """Upper bound of one backoff; a ``Retry-After`` longer than this ends the retries."""
+    retry_budget_ratio: float = Field(0.2, ge=0, le=1)
+    """Retries per dependency may add at most this share of calls (a token bucket per process)."""
+    retry_budget_burst: int = Field(10, ge=0, le=1000)
+    """Retries available before any call has earned some: the bucket's size."""
+    breaker_failure_threshold: int = Field(5, ge=1, le=1000)
+    """Consecutive failures of a dependency that open its circuit breaker."""
+    breaker_reset_timeout_s: float = Field(30.0, gt=0, le=3600)
+    """How long an open breaker refuses calls before it lets one trial call through."""
+    breaker_storage: Literal["memory", "redis"] = "memory"
+    """``memory``: one breaker per process; ``redis`` (``[redis] url``): shared by all processes."""
+
+
 class SecuritySection(Section):
     hsts: bool | None = None
     """Send Strict-Transport-Security; defaults to on in production only."""
@@ -344,6 +369,7 @@ class Settings(BaseModel):
     oidc: OidcSection = OidcSection()
     ratelimit: RateLimitSection = RateLimitSection()
     idempotency: IdempotencySection = IdempotencySection()
+    integrations: IntegrationsSection = IntegrationsSection()
     security: SecuritySection = SecuritySection()
     cors: CorsSection = CorsSection()
     extensions: dict[str, Any] = Field(default_factory=dict)
