@@ -41,7 +41,6 @@ import argparse
 import atexit
 import contextlib
 import dataclasses
-import importlib.util
 import json
 import os
 import shutil
@@ -333,25 +332,6 @@ def summarize(runs: list[dict[str, Any]], keys: list[str]) -> dict[str, Any]:
     return summary
 
 
-def ratios(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    out = []
-    for mine, base in RATIOS:
-        if mine in summary and base in summary:
-            a, b = summary[mine], summary[base]
-            out.append(
-                {
-                    "ratio": f"{mine}/{base}",
-                    "req_per_s": round(a["req_per_s"] / b["req_per_s"], 3),
-                    "p50": round(a["p50_ms"] / b["p50_ms"], 3),
-                    "p99": round(a["p99_ms"] / b["p99_ms"], 3),
-                    "cpu_per_req": round(
-                        a["server_cpu_us_per_req"] / b["server_cpu_us_per_req"], 3
-                    ),
-                }
-            )
-    return out
-
-
 def per_rep_ratios(runs: list[dict[str, Any]], mine: str, base: str) -> list[dict[str, Any]]:
     """The ratio within each repetition: runs of one repetition are minutes apart, not more."""
     out = []
@@ -611,31 +591,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per run")
-    parser.add_argument("--warmup", type=float, default=3.0, help="discarded seconds per run")
-    parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--products", type=int, default=10_000)
-    parser.add_argument(
-        "--targets",
-        default=",".join(BY_KEY),
-        help=f"comma-separated subset of: {', '.join(BY_KEY)}",
-    )
-    parser.add_argument(
-        "--profile", default="", help="comma-separated targets to profile afterwards (yappi)"
-    )
+    rp.add_common_arguments(parser, list(BY_KEY))
     parser.add_argument("--output", type=Path, default=rp.RESULTS)
     args = parser.parse_args()
-
-    keys = [k.strip() for k in args.targets.split(",") if k.strip()]
-    unknown = [k for k in keys if k not in BY_KEY]
-    if unknown or not keys:
-        parser.error(f"unknown targets {unknown}; choose from {', '.join(BY_KEY)}")
-    profile_keys = [k.strip() for k in args.profile.split(",") if k.strip()]
-    if any(k not in BY_KEY for k in profile_keys):
-        parser.error(f"unknown --profile target; choose from {', '.join(BY_KEY)}")
-    if profile_keys and importlib.util.find_spec("yappi") is None:
-        parser.error("--profile needs yappi: .venv/bin/pip install yappi")
+    keys, profile_keys = rp.selected_targets(parser, args, BY_KEY)
     if args.warmup + args.duration + 60 > 900:
         parser.error("warm-up + duration must stay under 14 minutes: access tokens live 15")
     if shutil.which("wrk") is None:
@@ -652,9 +611,6 @@ def main() -> int:
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="bastion-bench-auth-"))
     loadavg_start = _loadavg()
-    runs: list[dict[str, Any]] = []
-    orders: list[list[str]] = []
-    profiles: dict[str, Any] = {}
     try:
         template = workdir / "template.sqlite3"
         seeded = _seed(workdir, template, args.products)
@@ -665,48 +621,24 @@ def main() -> int:
         if not all(row["ok"] for row in sanity["checks"]):
             print("a check failed: the targets would not measure what they claim", file=sys.stderr)
             return 1
-        for rep in range(args.reps):
-            order = keys[rep % len(keys) :] + keys[: rep % len(keys)]
-            orders.append(order)
-            for key in order:
-                run = _run(
-                    BY_KEY[key],
-                    rep=rep + 1,
-                    template=template,
-                    workdir=workdir,
-                    seeded=seeded,
-                    args=args,
-                    generator=generator,
-                    pin=pin,
-                )
-                run.pop("profile")
-                runs.append(run)
-                print(
-                    f"rep {rep + 1} {key:<20} {run['req_per_s']:>8.0f} req/s  "
-                    f"p50 {run['p50_ms']:.2f} ms  p99 {run['p99_ms']:.2f} ms  "
-                    f"cpu {run['server_cpu_us_per_req']} µs/req  non-2xx {run['non2xx']}  "
-                    f"load {run['loadavg_1m_before']}",
-                    flush=True,
-                )
-        for key in profile_keys:
-            print(f"profiling {key} ...", flush=True)
-            run = _run(
+
+        def run(key: str, rep: int, profile: bool) -> dict[str, Any]:
+            return _run(
                 BY_KEY[key],
-                rep=0,
+                rep=rep,
                 template=template,
                 workdir=workdir,
                 seeded=seeded,
                 args=args,
                 generator=generator,
                 pin=pin,
-                profile=True,
+                profile=profile,
             )
-            if run["profile"] is None:
-                print(f"no profile written for {key}", file=sys.stderr)
-                continue
-            profiles[key] = run["profile"]
-            profiles[key]["req_per_s_while_profiled"] = run["req_per_s"]
-            profiles[key]["requests_profiled"] = run["requests"]
+
+        runs, orders = rp.measure(
+            keys, args.reps, run, suffix=lambda r: f"  load {r['loadavg_1m_before']}"
+        )
+        profiles = rp.profile_targets(profile_keys, run)
     except KeyboardInterrupt:
         print("interrupted: servers stopped, nothing written", file=sys.stderr)
         return 130
@@ -778,7 +710,7 @@ def main() -> int:
             for k in keys
         },
         "summary": summary,
-        "ratios": ratios(summary),
+        "ratios": rp.ratios(summary, RATIOS),
         "headline_per_rep": per_rep_ratios(runs, *HEADLINE),
         "layers": layers(summary),
         "sanity": sanity,

@@ -34,7 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -596,24 +596,107 @@ def summarize(runs: list[dict[str, Any]], keys: list[str]) -> dict[str, Any]:
     return summary
 
 
-def ratios(summary: dict[str, Any]) -> list[dict[str, Any]]:
+def ratios(
+    summary: dict[str, Any], pairs: tuple[tuple[str, str], ...] = RATIOS
+) -> list[dict[str, Any]]:
+    """``mine/base`` for each pair present: req/s, p50, p99 and CPU per request."""
     out = []
-    for mine, peer in RATIOS:
-        if mine in summary and peer in summary:
+    for mine, base in pairs:
+        if mine in summary and base in summary:
+            a, b = summary[mine], summary[base]
             out.append(
                 {
-                    "ratio": f"{mine}/{peer}",
-                    "req_per_s": round(summary[mine]["req_per_s"] / summary[peer]["req_per_s"], 3),
-                    "p50": round(summary[mine]["p50_ms"] / summary[peer]["p50_ms"], 3),
-                    "p99": round(summary[mine]["p99_ms"] / summary[peer]["p99_ms"], 3),
+                    "ratio": f"{mine}/{base}",
+                    "req_per_s": round(a["req_per_s"] / b["req_per_s"], 3),
+                    "p50": round(a["p50_ms"] / b["p50_ms"], 3),
+                    "p99": round(a["p99_ms"] / b["p99_ms"], 3),
                     "cpu_per_req": round(
-                        summary[mine]["server_cpu_us_per_req"]
-                        / summary[peer]["server_cpu_us_per_req"],
-                        3,
+                        a["server_cpu_us_per_req"] / b["server_cpu_us_per_req"], 3
                     ),
                 }
             )
     return out
+
+
+# --- the runner shared with auth_path.py -----------------------------------------------
+
+RunOne = Callable[[str, int, bool], dict[str, Any]]
+"""``run(target key, repetition, profile)``: start the target, measure or profile it, stop it."""
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, keys: list[str]) -> None:
+    parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per run")
+    parser.add_argument("--warmup", type=float, default=3.0, help="discarded seconds per run")
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--products", type=int, default=10_000)
+    parser.add_argument(
+        "--targets", default=",".join(keys), help=f"comma-separated subset of: {', '.join(keys)}"
+    )
+    parser.add_argument(
+        "--profile",
+        default="",
+        help="comma-separated targets to profile after measuring (yappi, "
+        "benchmarks/profile_server.py)",
+    )
+
+
+def selected_targets(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, known: Mapping[str, Any]
+) -> tuple[list[str], list[str]]:
+    """The ``--targets`` to measure and the ``--profile`` ones, checked against ``known``."""
+    keys = [k.strip() for k in args.targets.split(",") if k.strip()]
+    unknown = [k for k in keys if k not in known]
+    if unknown or not keys:
+        parser.error(f"unknown targets {unknown}; choose from {', '.join(known)}")
+    profile_keys = [k.strip() for k in args.profile.split(",") if k.strip()]
+    if any(k not in known for k in profile_keys):
+        parser.error(f"unknown --profile target; choose from {', '.join(known)}")
+    if profile_keys and importlib.util.find_spec("yappi") is None:
+        parser.error("--profile needs yappi: .venv/bin/pip install yappi")
+    return keys, profile_keys
+
+
+def measure(
+    keys: list[str],
+    reps: int,
+    run: RunOne,
+    suffix: Callable[[dict[str, Any]], str] | None = None,
+) -> tuple[list[dict[str, Any]], list[list[str]]]:
+    """Every target once per repetition, the order rotated each time, so that slow drift on
+    a shared machine spreads over all targets. Returns the runs and the orders used."""
+    runs: list[dict[str, Any]] = []
+    orders: list[list[str]] = []
+    for rep in range(reps):
+        order = keys[rep % len(keys) :] + keys[: rep % len(keys)]
+        orders.append(order)
+        for key in order:
+            result = run(key, rep + 1, False)
+            result.pop("profile")
+            runs.append(result)
+            print(
+                f"rep {rep + 1} {key:<20} {result['req_per_s']:>8.0f} req/s  "
+                f"p50 {result['p50_ms']:.2f} ms  p99 {result['p99_ms']:.2f} ms  "
+                f"cpu {result['server_cpu_us_per_req']} µs/req  non-2xx {result['non2xx']}"
+                f"{suffix(result) if suffix else ''}",
+                flush=True,
+            )
+    return runs, orders
+
+
+def profile_targets(keys: list[str], run: RunOne) -> dict[str, Any]:
+    """Profile each target once (after measuring, so profiling never skews a measurement)."""
+    profiles: dict[str, Any] = {}
+    for key in keys:
+        print(f"profiling {key} ...", flush=True)
+        result = run(key, 0, True)
+        if result["profile"] is None:
+            print(f"no profile written for {key}", file=sys.stderr)
+            continue
+        profiles[key] = result["profile"]
+        profiles[key]["req_per_s_while_profiled"] = result["req_per_s"]
+        profiles[key]["requests_profiled"] = result["requests"]
+    return profiles
 
 
 # --- report -----------------------------------------------------------------------------
@@ -891,36 +974,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per run")
-    parser.add_argument("--warmup", type=float, default=3.0, help="discarded seconds per run")
-    parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--products", type=int, default=10_000)
-    parser.add_argument(
-        "--targets",
-        default=",".join(t.key for t in TARGETS),
-        help=f"comma-separated subset of: {', '.join(BY_KEY)}",
-    )
+    add_common_arguments(parser, [t.key for t in TARGETS])
     parser.add_argument("--load-generator", choices=["auto", "wrk", "python"], default="auto")
-    parser.add_argument(
-        "--profile",
-        default="",
-        help="comma-separated targets to profile after measuring (yappi, "
-        "benchmarks/profile_server.py)",
-    )
     parser.add_argument("--skip-in-process", action="store_true")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
-
-    keys = [k.strip() for k in args.targets.split(",") if k.strip()]
-    unknown = [k for k in keys if k not in BY_KEY]
-    if unknown or not keys:
-        parser.error(f"unknown targets {unknown}; choose from {', '.join(BY_KEY)}")
-    profile_keys = [k.strip() for k in args.profile.split(",") if k.strip()]
-    if any(k not in BY_KEY for k in profile_keys):
-        parser.error(f"unknown --profile target; choose from {', '.join(BY_KEY)}")
-    if profile_keys and importlib.util.find_spec("yappi") is None:
-        parser.error("--profile needs yappi: .venv/bin/pip install yappi")
+    keys, profile_keys = selected_targets(parser, args, BY_KEY)
 
     generator = args.load_generator
     if generator in ("auto", "wrk") and shutil.which("wrk") is None:
@@ -944,9 +1003,6 @@ def main() -> int:
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="bastion-bench-"))
     token = _token()
-    runs: list[dict[str, Any]] = []
-    orders: list[list[str]] = []
-    profiles: dict[str, Any] = {}
     in_process: dict[str, Any] = {}
     loadavg_start = round(os.getloadavg()[0], 2)
     try:
@@ -956,50 +1012,25 @@ def main() -> int:
             env=_child_env(workdir, db, None, token, args.products, None),
             timeout=120,
         )
-        for rep in range(args.reps):
-            order = keys[rep % len(keys) :] + keys[: rep % len(keys)]
-            orders.append(order)
-            for key in order:
-                run = run_target(
-                    BY_KEY[key],
-                    rep=rep + 1,
-                    db=db,
-                    workdir=workdir,
-                    token=token,
-                    args=args,
-                    generator=generator,
-                    pin=pin,
-                )
-                run.pop("profile")
-                runs.append(run)
-                print(
-                    f"rep {rep + 1} {key:<20} {run['req_per_s']:>8.0f} req/s  "
-                    f"p50 {run['p50_ms']:.2f} ms  p99 {run['p99_ms']:.2f} ms  "
-                    f"cpu {run['server_cpu_us_per_req']} µs/req  non-2xx {run['non2xx']}",
-                    flush=True,
-                )
-        if not args.skip_in_process:
-            print("in-process measurements ...", flush=True)
-            in_process = _in_process(db, workdir, token, keys, args, pin)
-        for key in profile_keys:
-            print(f"profiling {key} ...", flush=True)
-            run = run_target(
+
+        def run(key: str, rep: int, profile: bool) -> dict[str, Any]:
+            return run_target(
                 BY_KEY[key],
-                rep=0,
+                rep=rep,
                 db=db,
                 workdir=workdir,
                 token=token,
                 args=args,
                 generator=generator,
                 pin=pin,
-                profile=True,
+                profile=profile,
             )
-            if run["profile"] is None:
-                print(f"no profile written for {key}", file=sys.stderr)
-                continue
-            profiles[key] = run["profile"]
-            profiles[key]["req_per_s_while_profiled"] = run["req_per_s"]
-            profiles[key]["requests_profiled"] = run["requests"]
+
+        runs, orders = measure(keys, args.reps, run)
+        if not args.skip_in_process:
+            print("in-process measurements ...", flush=True)
+            in_process = _in_process(db, workdir, token, keys, args, pin)
+        profiles = profile_targets(profile_keys, run)
     except KeyboardInterrupt:
         print("interrupted: servers stopped, nothing written", file=sys.stderr)
         return 130
