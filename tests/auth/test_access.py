@@ -126,3 +126,29 @@ async def test_the_test_client_signs_in_like_a_browser_or_with_a_token(
     del client.headers["X-CSRF-Token"]
     await client.bearer(**credentials)
     assert (await client.get("/api/v1/me")).json()["email"] == "ann@example.com"
+
+
+async def test_login_rehashes_a_password_made_with_older_parameters(make_runtime: Any) -> None:
+    from bastion.auth import User
+
+    credentials = {"email": "ann@example.com", "password": PASSWORD}
+    old = make_runtime()
+    await old.startup()
+    async with BastionClient(old.asgi()) as client:
+        assert (await client.post("/api/v1/auth/register", json=credentials)).status_code == 201
+
+    def stored_hash() -> str:
+        with old.database.read_transaction() as session:
+            user = session.query(User).filter_by(email="ann@example.com").one()
+            assert user.password_hash is not None
+            return user.password_hash
+
+    before = stored_hash()
+    stronger = make_runtime(auth={"argon2_time_cost": 2})
+    assert stronger.passwords.needs_rehash(before)
+    async with BastionClient(stronger.asgi()) as client:
+        assert (await client.post("/api/v1/auth/token", json=credentials)).status_code == 200
+    after = stored_hash()
+    assert after != before
+    assert not stronger.passwords.needs_rehash(after)
+    assert stronger.passwords.verify(after, PASSWORD)

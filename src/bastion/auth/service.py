@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import anyio.to_thread
 from sqlalchemy import bindparam, select, update
+from sqlalchemy.orm import Session
 
 from bastion.auth.api_keys import (
     find_api_key,
@@ -23,6 +24,7 @@ from bastion.auth.api_keys import (
     revoke_user_api_keys,
     touch_api_key,
 )
+from bastion.auth.audit import audit
 from bastion.auth.passwords import Passwords
 from bastion.auth.principal import Principal
 from bastion.auth.sessions import (
@@ -37,7 +39,7 @@ from bastion.auth.sessions import (
 from bastion.auth.tokens import Tokens
 from bastion.auth.users import User, normalize_email, principal_for
 from bastion.db.database import Database
-from bastion.errors import BastionError, ValidationFailed
+from bastion.errors import BastionError, NotFound, ValidationFailed
 from bastion.settings.sections import Settings
 
 Method = Literal["session", "bearer", "api_key"]
@@ -284,22 +286,68 @@ class Authenticator:
     # -- account actions ------------------------------------------------------------
 
     async def revoke_everything(self, user_id: int) -> dict[str, int]:
-        """Sign a user out everywhere: sessions, refresh tokens and API keys (a ban).
+        """Sign a user out everywhere: sessions, refresh tokens and API keys.
 
-        Access tokens are not stored; they stop working because every request
-        re-reads the user, who is banned by then.
+        Access tokens are not stored; they stop working when the user is banned,
+        because every request re-reads the user.
         """
 
-        def revoke_stored() -> tuple[int, int]:
+        def revoke_stored() -> dict[str, int]:
             with self.database.transaction() as session:
-                return (
-                    self.tokens.revoke_user(session, user_id),
-                    revoke_user_api_keys(session, user_id),
-                )
+                return revoke_credentials(session, user_id)
 
-        tokens, keys = await anyio.to_thread.run_sync(revoke_stored)
-        sessions = await self.sessions.delete_for_user(str(user_id))
-        return {"sessions": sessions, "refresh_tokens": tokens, "api_keys": keys}
+        revoked = await anyio.to_thread.run_sync(revoke_stored)
+        revoked["sessions"] = await self.sessions.delete_for_user(str(user_id))
+        return revoked
+
+    async def set_banned(
+        self,
+        user_id: int,
+        banned: bool,
+        *,
+        actor_id: str,
+        reason: str,
+        request_id: str | None = None,
+    ) -> dict[str, int]:
+        """Ban (revoking every credential, in the ban's transaction) or unban a user, with
+        an audit-log row; returns what was revoked. Revoked credentials stay revoked.
+
+        Raises:
+            NotFound: no such user.
+        """
+
+        def run() -> dict[str, int]:
+            with self.database.transaction() as session:
+                user = session.get(User, user_id)
+                if user is None:
+                    raise NotFound()
+                user.banned_at = datetime.now(UTC) if banned else None
+                user.ban_reason = reason if banned else None
+                revoked = revoke_credentials(session, user_id) if banned else {}
+                audit(
+                    session,
+                    actor_id=actor_id,
+                    action="user.ban" if banned else "user.unban",
+                    target_type="user",
+                    target_id=user_id,
+                    reason=reason,
+                    request_id=request_id,
+                    **revoked,
+                )
+                return revoked
+
+        revoked = await anyio.to_thread.run_sync(run)
+        if banned:
+            revoked["sessions"] = await self.sessions.delete_for_user(str(user_id))
+        return revoked
+
+
+def revoke_credentials(session: Session, user_id: int) -> dict[str, int]:
+    """Revoke a user's stored credentials (refresh tokens, API keys) in ``session``."""
+    return {
+        "refresh_tokens": Tokens.revoke_user(session, user_id),
+        "api_keys": revoke_user_api_keys(session, user_id),
+    }
 
 
 def _refuse_banned(user: User) -> None:

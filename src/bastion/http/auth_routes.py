@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal, TypeVar
 
 import anyio.to_thread
@@ -23,9 +23,8 @@ from bastion.auth.api_keys import (
     create_api_key,
     list_api_keys,
     revoke_api_key,
-    revoke_user_api_keys,
 )
-from bastion.auth.audit import audit, require_reason
+from bastion.auth.audit import require_reason
 from bastion.auth.identities import link_identity
 from bastion.auth.oidc import OidcClient
 from bastion.auth.passwords import Passwords
@@ -44,7 +43,14 @@ from bastion.errors import (
     ServiceUnavailable,
     ValidationFailed,
 )
-from bastion.http.state import SESSION, identity_of, request_id_of, session_of, state
+from bastion.http.state import (
+    SESSION,
+    client_address,
+    identity_of,
+    request_id_of,
+    session_of,
+    state,
+)
 from bastion.observability.logs import get_logger
 from bastion.ratelimit import Limiter, LimiterUnavailable
 from bastion.settings.sections import Settings
@@ -151,14 +157,7 @@ def credential_paths(prefix: str) -> frozenset[str]:
 
 
 def _user_out(user: User | UserView) -> UserOut:
-    return UserOut(
-        id=user.id,
-        email=user.email,
-        name=user.name,
-        roles=list(user.roles),
-        preferences=dict(user.preferences or {}),
-        created_at=user.created_at,
-    )
+    return UserOut.model_validate(user, from_attributes=True)
 
 
 def _token_out(pair: TokenPair) -> TokenOut:
@@ -211,8 +210,8 @@ def build_auth_router(
             email_key = normalize_email(body.email)
         except ValidationFailed:
             email_key = body.email.strip().lower()
-        client = request.scope.get("client")
-        key = f"login:{email_key}:{client[0] if client else 'unknown'}"
+        address = client_address(request.scope)
+        key = f"login:{email_key}:{address}"
         try:
             wait = await limiter.exhausted(key, login_limit) if settings.ratelimit.enabled else None
         except LimiterUnavailable as exc:
@@ -221,7 +220,7 @@ def build_auth_router(
                 raise ServiceUnavailable(headers={"Retry-After": "5"}) from exc
             wait = None
         if wait is not None:
-            log.info("login_rate_limited", client=client[0] if client else None)
+            log.info("login_rate_limited", client=address)
             raise RateLimited(wait)
         try:
             return await authenticator.check_password(body.email, body.password)
@@ -469,37 +468,13 @@ def build_auth_router(
     async def set_ban(request: Request, user_id: int, body: Reason, banned: bool) -> BanOut:
         actor = admin(request)
         reason = require_reason(body.reason)
-        request_id = request_id_of(request.scope)
-
-        def run() -> dict[str, int]:
-            with database.transaction() as session:
-                user = session.get(User, user_id)
-                if user is None:
-                    raise NotFound()
-                revoked: dict[str, int] = {}
-                if banned:
-                    user.banned_at = datetime.now(UTC)
-                    user.ban_reason = reason
-                    revoked["refresh_tokens"] = Tokens.revoke_user(session, user_id)
-                    revoked["api_keys"] = revoke_user_api_keys(session, user_id)
-                else:
-                    user.banned_at = None
-                    user.ban_reason = None
-                audit(
-                    session,
-                    actor_id=actor.id,
-                    action="user.ban" if banned else "user.unban",
-                    target_type="user",
-                    target_id=user_id,
-                    reason=reason,
-                    request_id=request_id,
-                    **revoked,
-                )
-                return revoked
-
-        revoked = await _thread(run)
-        if banned:
-            revoked["sessions"] = await authenticator.sessions.delete_for_user(str(user_id))
+        revoked = await authenticator.set_banned(
+            user_id,
+            banned,
+            actor_id=actor.id,
+            reason=reason,
+            request_id=request_id_of(request.scope) or None,
+        )
         log.info("user_banned" if banned else "user_unbanned", user_id=user_id, actor=actor.id)
         return BanOut(id=user_id, banned=banned, revoked=revoked)
 

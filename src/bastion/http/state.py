@@ -44,6 +44,21 @@ def session_of(scope: Scope) -> Any:
     return state(scope).get(SESSION)
 
 
+def client_address(scope: Scope) -> str:
+    """The client's address (as :class:`ClientIpMiddleware` resolved it), or ``unknown``."""
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+def caller_of(scope: Scope) -> tuple[str, str]:
+    """Who is calling, for per-caller records (rate limits, idempotency keys): the kind
+    (``user`` or ``ip``) and a key made of ids and addresses only, never a credential."""
+    user = user_of(scope)
+    if user is not None:
+        return "user", f"user:{user.id}"
+    return "ip", f"ip:{client_address(scope)}"
+
+
 def header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope.get("headers", ()):
         if key == name:

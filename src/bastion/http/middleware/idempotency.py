@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException
 
 from bastion.errors import BastionError
 from bastion.http.middleware.errors import RenderError
-from bastion.http.state import header, user_of
+from bastion.http.state import caller_of, header
 from bastion.idempotency import (
     IdempotencyStore,
     InProgress,
@@ -75,7 +75,7 @@ class IdempotencyMiddleware:
             return
         if body is None:
             return  # the client left before sending its whole request: nothing to run
-        caller = caller_of(scope)
+        _, caller = caller_of(scope)
         try:
             begun = await anyio.to_thread.run_sync(
                 self.store.begin, caller, key, fingerprint_of(scope, body), datetime.now(UTC)
@@ -164,15 +164,6 @@ class Claim:
     caller: str
     key: str
     lease: datetime
-
-
-def caller_of(scope: Scope) -> str:
-    """Whose keys these are: the authenticated principal, else the client address."""
-    user = user_of(scope)
-    if user is not None:
-        return f"user:{user.id}"
-    client = scope.get("client")
-    return f"ip:{client[0] if client else 'unknown'}"
 
 
 def fingerprint_of(scope: Scope, body: bytes) -> str:

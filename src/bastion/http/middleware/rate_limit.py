@@ -25,7 +25,7 @@ from limits import RateLimitItem
 from bastion.auth.service import Identity
 from bastion.errors import RateLimited, ServiceUnavailable
 from bastion.http.middleware.errors import RenderError
-from bastion.http.state import identity_of, state, user_of
+from bastion.http.state import caller_of, identity_of, state
 from bastion.observability.logs import get_logger
 from bastion.ratelimit import Decision, Limiter, LimiterUnavailable, tightest
 from bastion.types import ASGIApp, Message, Receive, Scope, Send
@@ -103,7 +103,7 @@ def caller_key(scope: Scope) -> tuple[str, str]:
         and identity.api_key_id is not None
     ):
         return "key", f"key:{identity.api_key_id}"
-    return _user_or_address(scope)
+    return caller_of(scope)
 
 
 class FunctionLimits:
@@ -128,7 +128,7 @@ class FunctionLimits:
             RateLimited: the caller used the function up (``Retry-After``).
             ServiceUnavailable: the storage is down and ``fail_open`` is off.
         """
-        key = f"fn:{function}:{_user_or_address(scope)[1]}"
+        key = f"fn:{function}:{caller_of(scope)[1]}"
         try:
             decision = await self.limiter.check(key, limits)
         except LimiterUnavailable as exc:
@@ -146,14 +146,6 @@ class FunctionLimits:
                 "rate_limited", kind="function", function=function, key=key, limit=decision.limit
             )
             raise RateLimited(decision.reset_after_s)
-
-
-def _user_or_address(scope: Scope) -> tuple[str, str]:
-    user = user_of(scope)
-    if user is not None:
-        return "user", f"user:{user.id}"
-    client = scope.get("client")
-    return "ip", f"ip:{client[0] if client else 'unknown'}"
 
 
 def _headers(decision: Decision) -> list[tuple[bytes, bytes]]:
