@@ -678,10 +678,12 @@ def main() -> int:
         "time spent waiting for the core.",
         "The server gets CPU 0 and wrk CPU 1; the server's worker threads (where the user "
         "load, the idempotency store and the function run) share CPU 0 with the event loop.",
-        "Every authenticated request loads its user by primary key in a read transaction on "
-        "a worker thread (bastion.auth.service: a ban takes effect on the next request); an "
-        "API key is looked up, with its user, in one read transaction (its `last_used_at` is "
-        "written at most once a minute, in a write transaction of its own).",
+        "Every authenticated request loads its user by primary key (a Core select on a "
+        "worker thread; bastion.auth.service: a ban takes effect on the next request); a "
+        "verified access token is remembered by its process until it expires, so its "
+        "signature is checked once. An API key is looked up, with its user, in one read "
+        "transaction (its `last_used_at` is written at most once a minute, in a write "
+        "transaction of its own).",
         "Idempotency on a GET is one method check: only unsafe requests with an "
         "Idempotency-Key are touched. On `authenticated_post` each request claims a record "
         "(an INSERT in its own write transaction) and completes it (an UPDATE in another) "
