@@ -31,6 +31,7 @@ from bastion.errors import (
     ServiceUnavailable,
     ValidationFailed,
 )
+from bastion.jobs import Job, Retry, RetryLater
 from bastion.settings import Settings, SettingsError, load_settings
 
 __version__ = "0.1.0"
@@ -44,12 +45,15 @@ __all__ = [
     "Context",
     "CursorPage",
     "FieldError",
+    "Job",
     "NotAuthenticated",
     "NotFound",
     "OffsetPage",
     "PageResult",
     "PermissionDenied",
     "Principal",
+    "Retry",
+    "RetryLater",
     "Runtime",
     "ServiceUnavailable",
     "Settings",

@@ -13,9 +13,11 @@ import inspect
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+import anyio
 import anyio.to_thread
 import structlog
 from fastapi import APIRouter, FastAPI
@@ -54,6 +56,7 @@ from bastion.http.problems import ProblemRenderer
 from bastion.http.routing import build_api
 from bastion.idempotency import IdempotencyStore
 from bastion.integrations import HttpClient
+from bastion.jobs import Job, JobRegistry, Jobs, QueueSpec, Retry, declare_job
 from bastion.observability.health import HealthRegistry
 from bastion.observability.logs import configure_logging, get_logger
 from bastion.ratelimit import Limiter
@@ -61,6 +64,7 @@ from bastion.settings import Settings, load_settings
 from bastion.types import ASGIApp, Receive, Scope, Send
 
 F = TypeVar("F", bound=Callable[..., Any])
+R = TypeVar("R")
 StartupHook = Callable[["Runtime"], Awaitable[None] | None]
 
 
@@ -113,6 +117,7 @@ class App:
         self.routers: list[tuple[APIRouter, str]] = []
         self.startup_hooks: list[StartupHook] = []
         self.auth_routes: AuthRoutes | None = None
+        self.jobs = JobRegistry()
 
     def _register(self, kind: FunctionKind, path: str, options: dict[str, Any]) -> Callable[[F], F]:
         def decorator(fn: F) -> F:
@@ -217,6 +222,64 @@ class App:
         )
         return self._register(FunctionKind.ACTION, path, _unsafe(options))
 
+    def job(
+        self,
+        *,
+        queue: str = "default",
+        name: str | None = None,
+        version: int = 1,
+        priority: int = 0,
+        retry: Retry | None = None,
+        max_attempts: int | None = None,
+        timeout: float | timedelta | None = None,
+    ) -> Callable[[Callable[..., R]], Job[R]]:
+        """Declare a background job; returns a :class:`~bastion.jobs.Job` to enqueue.
+
+        A plain ``def`` runs in a transaction that also records its completion, so its
+        database writes happen exactly once; an ``async def`` holds no transaction and
+        runs at least once (make its effects idempotent). Arguments are validated at
+        enqueue time and stored as JSON.
+
+        Args:
+            queue: Which workers run it (``bastion worker --queues``) and whose limits apply.
+            name: Stored with each row; keep it stable across renames of the function.
+            version: Bump when the arguments change incompatibly, and keep the old
+                version declared (``name=`` the same) until its rows are gone.
+            priority: Higher runs first within the queue.
+            retry: Backoff policy; ``max_attempts`` overrides just its attempt count.
+            timeout: An attempt running longer fails (and is retried by the policy).
+        """
+
+        def decorator(fn: Callable[..., R]) -> Job[R]:
+            spec = declare_job(
+                fn,
+                name=name,
+                version=version,
+                queue=queue,
+                priority=priority,
+                retry=retry,
+                max_attempts=max_attempts,
+                timeout=timeout,
+            )
+            self.jobs.add(spec)
+            return Job(spec)
+
+        return decorator
+
+    def queue(self, name: str, *, concurrency: int | None = None, rate: str | None = None) -> None:
+        """Limit a queue across every worker process: ``concurrency`` jobs at once,
+        ``rate`` starts (``"10/second"``)."""
+        if concurrency is not None and concurrency < 1:
+            raise ValueError(f"queue {name}: concurrency must be at least 1")
+        spec = QueueSpec(name, concurrency, rate)
+        try:
+            spec.rate_per_s  # noqa: B018 - validates the rate now, not at the first claim
+        except ValueError:
+            raise ValueError(
+                f"queue {name}: rate {rate!r} is not a limit like '10/second'"
+            ) from None
+        self.jobs.queues[name] = spec
+
     def include_router(self, router: APIRouter, *, prefix: str = "") -> None:
         """Mount a plain FastAPI router beside bastion's functions."""
         self.routers.append((router, prefix))
@@ -319,6 +382,9 @@ class Runtime:
         self.idempotency = IdempotencyStore(self.database, settings.idempotency)
         self.http = HttpClient(settings.integrations, redis_url=settings.redis.url)
         self.invoker = Invoker(self.database, settings, services=self)
+        self.jobs = Jobs(self.database, app.jobs, settings, services=self)
+        #: Run a worker inside the server's lifespan (``bastion run --embedded-worker``).
+        self.embedded_worker = bool(settings.jobs.embedded_worker)
         self.cursors = CursorCodec(settings.app.secret_key.get_secret_value())
         self.problems = ProblemRenderer(app.errors, settings, self.database)
         self.started = False
@@ -382,7 +448,15 @@ class Runtime:
             @asynccontextmanager
             async def lifespan(_api: FastAPI) -> AsyncIterator[None]:
                 await self.startup()
-                yield
+                if not (self.embedded_worker and self.app.jobs.jobs):
+                    yield
+                    await self.shutdown()
+                    return
+                async with anyio.create_task_group() as group:
+                    worker = self.jobs.worker()
+                    await group.start(worker.run)
+                    yield
+                    worker.stop()
                 await self.shutdown()
 
             routers = list(self.app.routers)

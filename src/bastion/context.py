@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,6 +11,28 @@ from sqlalchemy.orm import Session
 
 from bastion.auth.principal import Principal
 from bastion.settings.sections import Settings
+
+
+@dataclass(slots=True)
+class JobInfo:
+    """The job a context runs for (``ctx.job``), set only in job handlers.
+
+    Attributes:
+        id: The job's row id.
+        queue: Its queue.
+        attempt: This attempt's number, from 1.
+        max_attempts: After that many failed attempts the job is dead.
+    """
+
+    id: int
+    queue: str
+    attempt: int
+    max_attempts: int
+    report: Callable[[Any], None] = field(repr=False, default=lambda _progress: None)
+
+    def progress(self, value: Any) -> None:
+        """Record progress (any JSON value); stored with the next lease extension."""
+        self.report(value)
 
 
 @dataclass(slots=True)
@@ -27,6 +50,7 @@ class Context:
         services: The runtime's services, for what a function needs beyond the database.
         session_data: The visitor's browser-session data (preferences, later the cart),
             or ``None`` without a session. Changes are saved when the response succeeds.
+        job: In a job handler, which job and attempt this is; ``None`` elsewhere.
     """
 
     db: Session | None
@@ -38,6 +62,7 @@ class Context:
     services: Any = None
     function: str = ""
     session_data: dict[str, Any] | None = None
+    job: JobInfo | None = None
 
     @property
     def session(self) -> Session:

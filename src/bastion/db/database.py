@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -42,6 +42,17 @@ class Database:
         self._read_sessions = sessionmaker(
             self.read_engine, class_=ReadOnlySession, expire_on_commit=False
         )
+        self._commit_hooks: list[Callable[[Session], None]] = []
+        event.listen(self._write_sessions, "after_commit", self._after_commit)
+
+    def on_commit(self, hook: Callable[[Session], None]) -> None:
+        """Call ``hook(session)`` after each committed write transaction (never after a
+        rollback): wake-ups for enqueued jobs, later cache invalidation (#5)."""
+        self._commit_hooks.append(hook)
+
+    def _after_commit(self, session: Session) -> None:
+        for hook in self._commit_hooks:
+            hook(session)
 
     @property
     def is_sqlite(self) -> bool:
