@@ -284,4 +284,9 @@ def _production_problems(settings: Settings) -> list[str]:
     jwt_secret = auth.jwt_secret.get_secret_value() if auth.jwt_secret else None
     if jwt_secret is not None and len(jwt_secret) < 32:
         problems.append("auth.jwt_secret: production needs at least 32 characters")
+    # Console, file and memory backends are allowed: an app may simply not send mail.
+    if settings.mail.plain_smtp_remote:
+        problems.append(
+            "mail.smtp_tls: production needs 'starttls' or 'tls' (plain SMTP only on loopback)"
+        )
     return problems

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from email.utils import parseaddr
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 #: The secret used when none is configured; production refuses to start with it.
 DEVELOPMENT_SECRET = "bastion-development-secret-do-not-use-in-production"
@@ -275,6 +276,27 @@ class IdempotencySection(Section):
     """Lease of a request in progress: after it, a crashed request's key can be taken over."""
 
 
+class JobsSection(Section):
+    """Background jobs and their workers (``bastion worker``, ``--embedded-worker``)."""
+
+    concurrency: int = Field(16, ge=1, le=1000)
+    """Jobs one worker process runs at once."""
+    batch_size: int = Field(32, ge=1, le=1000)
+    """Jobs claimed per round trip to the database."""
+    lease_s: float = Field(30.0, ge=0.5, le=3600)
+    """A claimed job is the worker's for this long; heartbeats extend it. A dead worker's
+    jobs are claimed again after it (so it bounds the delay after a crash)."""
+    poll_interval_s: float = Field(1.0, gt=0, le=60)
+    """How often an idle worker looks for due jobs when no wake-up arrives (delayed jobs,
+    other processes on SQLite)."""
+    shutdown_grace_s: float = Field(30.0, ge=0, le=3600)
+    """On SIGTERM, how long running jobs may finish before they are given back."""
+    embedded_worker: bool | None = None
+    """Run a worker inside ``bastion run``; unset: on in development, off otherwise."""
+    retention_s: int = Field(7 * 86_400, ge=3_600)
+    """Finished jobs are purged after this long."""
+
+
 class IntegrationsSection(Section):
     """Outbound HTTP (``runtime.http``): timeouts, retries and circuit breakers."""
 
@@ -298,6 +320,55 @@ class IntegrationsSection(Section):
     """How long an open breaker refuses calls before it lets one trial call through."""
     breaker_storage: Literal["memory", "redis"] = "memory"
     """``memory``: one breaker per process; ``redis`` (``[redis] url``): shared by all processes."""
+
+
+class MailSection(Section):
+    """Transactional email (``bastion.mail``): which backend sends it, and how SMTP is reached."""
+
+    backend: Literal["smtp", "console", "file", "memory"] = "console"
+    """``smtp`` sends; ``console`` logs each message, ``file`` writes ``.eml`` files into
+    ``outbox_dir``, ``memory`` keeps them in a list (tests)."""
+    from_address: str = "bastion@localhost"
+    """The default sender, ``shop@example.com`` or ``Shop <shop@example.com>``."""
+    smtp_host: str = Field("127.0.0.1", min_length=1)
+    smtp_port: int = Field(25, ge=1, le=65535)
+    """Usually 25 (relay), 587 (``starttls``) or 465 (``tls``)."""
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    """Set together with ``smtp_username``, or neither."""
+    smtp_tls: Literal["none", "starttls", "tls"] = "none"
+    """``starttls`` upgrades a plain connection and fails if the server cannot; ``tls``
+    connects over TLS from the first byte. Production refuses ``none`` to a host off loopback."""
+    timeout_s: float = Field(10.0, gt=0, le=300)
+    """Time limit for each step of an SMTP conversation (connect, each command)."""
+    outbox_dir: str = "var/mail"
+    """Where the ``file`` backend writes, relative to the current directory unless absolute."""
+    templates_dir: str | None = None
+    """The mail template folder, used when the app passes none to ``Mailer.from_settings``."""
+
+    @field_validator("from_address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        _name, address = parseaddr(value)
+        local, at, domain = address.rpartition("@")
+        if not (at and local and domain) or any(c in value for c in "\r\n"):
+            raise ValueError("must be an address, 'user@host' or 'Name <user@host>'")
+        return value
+
+    @model_validator(mode="after")
+    def _credentials(self) -> MailSection:
+        if (self.smtp_username is None) != (self.smtp_password is None):
+            raise ValueError("smtp_username and smtp_password go together: set both or neither")
+        return self
+
+    @property
+    def plain_smtp_remote(self) -> bool:
+        """Mail goes over SMTP without TLS to a host other than loopback."""
+        return (
+            self.backend == "smtp"
+            and self.smtp_tls == "none"
+            and not _is_loopback_host(self.smtp_host)
+        )
 
 
 class SecuritySection(Section):
@@ -370,6 +441,8 @@ class Settings(BaseModel):
     ratelimit: RateLimitSection = RateLimitSection()
     idempotency: IdempotencySection = IdempotencySection()
     integrations: IntegrationsSection = IntegrationsSection()
+    jobs: JobsSection = JobsSection()
+    mail: MailSection = MailSection()
     security: SecuritySection = SecuritySection()
     cors: CorsSection = CorsSection()
     extensions: dict[str, Any] = Field(default_factory=dict)
