@@ -57,5 +57,14 @@ async def run_until(
     return worker
 
 
+async def eventually(check: Callable[[], bool], *, limit_s: float = 10) -> None:
+    """Wait until ``check()`` holds, looking every 50 ms; fail after ``limit_s``."""
+    with anyio.fail_after(limit_s):
+        while True:
+            if check():
+                return
+            await anyio.sleep(0.05)
+
+
 def status_is(runtime: Runtime, job_id: int, *statuses: str) -> Callable[[], bool]:
     return lambda: job(runtime, job_id).status in statuses

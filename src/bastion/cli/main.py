@@ -10,6 +10,8 @@
 ``user ...``       :mod:`bastion.cli.user`
 ``auth ...``       :mod:`bastion.cli.auth`
 ``idempotency``    :mod:`bastion.cli.idempotency`
+``worker``         :mod:`bastion.cli.worker`
+``jobs ...``       :mod:`bastion.cli.jobs`
 =================  ==========================================================
 """
 
@@ -20,7 +22,19 @@ from typing import Annotated
 import typer
 
 import bastion
-from bastion.cli import auth, config, idempotency, migrate, new, openapi, routes, run, user
+from bastion.cli import (
+    auth,
+    config,
+    idempotency,
+    jobs,
+    migrate,
+    new,
+    openapi,
+    routes,
+    run,
+    user,
+    worker,
+)
 from bastion.cli.output import options
 
 cli = typer.Typer(
@@ -42,6 +56,8 @@ cli.command("new")(new.new)
 cli.add_typer(user.group)
 cli.add_typer(auth.group)
 cli.add_typer(idempotency.group)
+cli.command("worker")(worker.worker)
+cli.add_typer(jobs.group)
 
 
 def _show_version(value: bool) -> None:

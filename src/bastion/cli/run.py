@@ -53,6 +53,15 @@ PortOption = Annotated[
         show_default=False,
     ),
 ]
+EmbeddedWorkerOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--embedded-worker/--no-embedded-worker",
+        help="Run background jobs in each server process (default: \\[jobs] embedded_worker; "
+        "on in development).",
+        show_default=False,
+    ),
+]
 WorkersOption = Annotated[
     int | None,
     typer.Option(
@@ -79,7 +88,11 @@ def asgi_factory() -> ASGIApp:
     project = locate(None, None)
     settings = project.settings()
     _configure_logging(settings)
-    return project.runtime(settings).asgi()
+    runtime = project.runtime(settings)
+    if settings.jobs.embedded_worker is None:
+        # One machine in development: jobs run without a second command.
+        runtime.embedded_worker = settings.env == "development"
+    return runtime.asgi()
 
 
 def run(
@@ -87,16 +100,21 @@ def run(
     host: HostOption = None,
     port: PortOption = None,
     workers: WorkersOption = None,
+    embedded_worker: EmbeddedWorkerOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Serve the app in production with uvicorn.
 
     On SIGTERM the server stops accepting connections, lets in-flight requests
     finish (up to \\[server] graceful_shutdown_s), runs the app's shutdown and exits 0.
+    With ``--embedded-worker`` each server process also runs background jobs, and
+    stops claiming them on SIGTERM too.
     """
     with reporting():
         project = locate(app, config)
         _export(project, host=host, port=port, workers=workers)
+        if embedded_worker is not None:
+            os.environ["BASTION_JOBS_EMBEDDED_WORKER"] = str(embedded_worker).lower()
         settings = project.settings()
         _serve(project, settings, reload=False)
 

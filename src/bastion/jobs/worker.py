@@ -157,8 +157,9 @@ class Worker:
         self._wake.set()
         self._slot_free.set()
 
-    async def wait_stopped(self) -> None:
-        await self._stopped.wait()
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
 
     def wake(self, _queue: str = "") -> None:
         """Look for jobs now (call from the worker's event loop)."""

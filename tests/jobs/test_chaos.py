@@ -1,0 +1,86 @@
+"""Chaos: worker processes killed with SIGKILL every second lose no job and repeat no effect.
+
+Each job inserts one row keyed by its own key in the same transaction that marks
+it succeeded, so after the storm every job must be ``succeeded`` and the effects
+table must hold exactly one row per job.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+from sqlalchemy import func, select
+
+from bastion import Runtime
+from bastion.jobs import JobRow
+from bastion.jobs.store import enqueue_many
+from tests.jobs.apps import Effect, record
+
+ROOT = Path(__file__).resolve().parents[2]
+JOBS = 2000
+
+
+def start_worker(database_url: str) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "BASTION_DATABASE_URL": database_url,
+        "BASTION_JOBS_LEASE_S": "1.5",
+        "BASTION_JOBS_POLL_INTERVAL_S": "0.1",
+        "BASTION_JOBS_CONCURRENCY": "8",
+        "BASTION_LOG_LEVEL": "WARNING",
+        "PYTHONPATH": str(ROOT),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "bastion", "worker", "tests.jobs.apps:app"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def tally(runtime: Runtime) -> tuple[int, int, int, int]:
+    """(succeeded jobs, effects, distinct effect keys, jobs that needed a second attempt)."""
+    with runtime.database.read_transaction() as session:
+        succeeded = session.scalar(
+            select(func.count()).select_from(JobRow).where(JobRow.status == "succeeded")
+        )
+        effects = session.scalar(select(func.count()).select_from(Effect))
+        distinct = session.scalar(select(func.count(func.distinct(Effect.key))))
+        retried = session.scalar(
+            select(func.count()).select_from(JobRow).where(JobRow.attempts > 1)
+        )
+    return int(succeeded or 0), int(effects or 0), int(distinct or 0), int(retried or 0)
+
+
+@pytest.mark.slow
+async def test_killing_workers_every_second_loses_nothing_and_repeats_nothing(
+    runtime: Runtime, bastion_database_url: str
+) -> None:
+    with runtime.database.transaction() as session:
+        enqueue_many(session, record.spec, [{"key": f"job-{i}"} for i in range(JOBS)])
+    workers = [start_worker(bastion_database_url), start_worker(bastion_database_url)]
+    kills = 0
+    try:
+        with anyio.fail_after(120):
+            while tally(runtime)[0] < JOBS:
+                await anyio.sleep(1.0)
+                victim = workers.pop(0)
+                victim.send_signal(signal.SIGKILL)
+                victim.wait()
+                kills += 1
+                workers.append(start_worker(bastion_database_url))
+    finally:
+        for worker in workers:
+            worker.send_signal(signal.SIGKILL)
+            worker.wait()
+    succeeded, effects, distinct, retried = tally(runtime)
+    assert kills >= 2, "the storm lasted long enough to kill workers mid-run"
+    assert (succeeded, effects, distinct) == (JOBS, JOBS, JOBS)
+    assert retried > 0, "some jobs were claimed by a killed worker and taken over"
