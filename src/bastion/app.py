@@ -57,11 +57,19 @@ from bastion.http.routing import build_api
 from bastion.idempotency import IdempotencyStore
 from bastion.integrations import HttpClient
 from bastion.jobs import Job, JobRegistry, Jobs, QueueSpec, Retry, declare_job
+from bastion.jobs.cron import CatchUp, CronSpec, check_expression
 from bastion.observability.health import HealthRegistry
 from bastion.observability.logs import configure_logging, get_logger
 from bastion.ratelimit import Limiter
 from bastion.settings import Settings, load_settings
 from bastion.types import ASGIApp, Receive, Scope, Send
+from bastion.webhooks import (
+    WebhookDeclarations,
+    WebhookService,
+    admin_functions,
+    declare_receiver,
+    default_event_id,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 R = TypeVar("R")
@@ -118,16 +126,19 @@ class App:
         self.startup_hooks: list[StartupHook] = []
         self.auth_routes: AuthRoutes | None = None
         self.jobs = JobRegistry()
+        self.webhooks = WebhookDeclarations()
 
     def _register(self, kind: FunctionKind, path: str, options: dict[str, Any]) -> Callable[[F], F]:
         def decorator(fn: F) -> F:
-            spec = declare(kind, fn, path=path, **options)
-            if any(existing.name == spec.name for existing in self.functions):
-                raise ValueError(f"a function named {spec.name!r} is already declared")
-            self.functions.append(spec)
+            self._add_function(declare(kind, fn, path=path, **options))
             return fn
 
         return decorator
+
+    def _add_function(self, spec: FunctionSpec) -> None:
+        if any(existing.name == spec.name for existing in self.functions):
+            raise ValueError(f"a function named {spec.name!r} is already declared")
+        self.functions.append(spec)
 
     def query(
         self,
@@ -266,6 +277,40 @@ class App:
 
         return decorator
 
+    def cron(
+        self,
+        expression: str,
+        *,
+        name: str | None = None,
+        catch_up: CatchUp = "skip",
+        queue: str = "default",
+        retry: Retry | None = None,
+        max_attempts: int | None = None,
+        timeout: float | timedelta | None = None,
+    ) -> Callable[[Callable[..., R]], Job[R]]:
+        """Declare a job that runs on a schedule: ``@app.cron("0 2 * * *")`` (UTC).
+
+        Each tick enqueues the job once, whatever the number of worker processes.
+        ``catch_up`` says what happens to ticks missed while no worker ran: ``"skip"``
+        them, or run ``"once"`` for all of them. The job takes only ``ctx``; it is also
+        a normal job (``enqueue`` it to run it now).
+        """
+
+        def decorator(fn: Callable[..., R]) -> Job[R]:
+            schedule = name or fn.__name__
+            check_expression(expression, f"cron {schedule}")
+            if schedule in self.jobs.schedules:
+                raise ValueError(f"a cron schedule named {schedule!r} is already declared")
+            handle = self.job(
+                queue=queue, name=name, retry=retry, max_attempts=max_attempts, timeout=timeout
+            )(fn)
+            if handle.spec.arguments.model_fields:
+                raise TypeError(f"cron {schedule}: a scheduled job takes only ctx")
+            self.jobs.schedules[schedule] = CronSpec(schedule, expression, handle.spec, catch_up)
+            return handle
+
+        return decorator
+
     def queue(self, name: str, *, concurrency: int | None = None, rate: str | None = None) -> None:
         """Limit a queue across every worker process: ``concurrency`` jobs at once,
         ``rate`` starts (``"10/second"``)."""
@@ -304,6 +349,78 @@ class App:
         self.auth_routes = AuthRoutes(
             preferences=preferences, on_register=on_register, admin_permission=admin_permission
         )
+
+    def webhook_receiver(
+        self,
+        path: str,
+        *,
+        handler: Job[Any],
+        secret_setting: str | None = None,
+        secret: Callable[[Settings], Any] | None = None,
+        header: str = "Webhook-Signature",
+        event_id: Callable[[Any], Any] = default_event_id,
+        source: str | None = None,
+        tolerance_s: float | None = None,
+    ) -> None:
+        """Receive signed webhooks on ``POST {api_prefix}{path}``, each event once, as a job.
+
+        The signature (``t=...,v1=...``, HMAC-SHA256 over ``"<t>.<raw body>"``) is
+        checked before anything else (400 ``invalid_signature``), then the JSON (400
+        ``invalid_json``); the event id is recorded once per ``source`` and ``handler``
+        enqueued with ``event=<payload>`` in the same transaction. The answer is 200
+        ``{"received": true, "duplicate": false}``; a repeated id is ``"duplicate": true``
+        and enqueues nothing.
+
+        Args:
+            handler: A job of this app taking the parsed payload as ``event``.
+            secret_setting: Where the secret is, ``"section.key"`` (an app section's or
+                a built-in one's); a list of secrets accepts any (rotation).
+            secret: Or a function of the settings returning the secret(s).
+            header: The request header carrying the signature.
+            event_id: Extracts the event id from the payload (default ``payload["id"]``).
+            source: Names the sender in the events table (default: the path).
+            tolerance_s: How old (or early) a signature may be; default
+                ``webhooks.tolerance_s`` (300 s).
+
+        Example::
+
+            app.webhook_receiver(
+                "/webhooks/payments", handler=on_payment_event,
+                secret_setting="shop.gateway_webhook_secret", header="Gateway-Signature",
+            )
+        """
+        self.webhooks.add_receiver(
+            declare_receiver(
+                path,
+                handler=handler,
+                secret=secret,
+                secret_setting=secret_setting,
+                header=header,
+                event_id=event_id,
+                source=source,
+                tolerance_s=tolerance_s,
+            )
+        )
+
+    def use_webhooks(
+        self,
+        *,
+        admin_permission: str = "write:all",
+        retry: Retry | None = None,
+        queue: str = "webhooks",
+    ) -> None:
+        """Send webhooks: subscriptions, ``publish(ctx, type, data)`` in mutations, signed
+        deliveries by a platform job, and admin endpoints under ``/admin/webhooks``.
+
+        Args:
+            admin_permission: What the admin endpoints require.
+            retry: The backoff between delivery attempts (the attempt count is the
+                ``webhooks.max_attempts`` setting); see ``bastion.webhooks.DEFAULT_RETRY``.
+            queue: The job queue of deliveries (limit it with :meth:`queue`).
+        """
+        self.jobs.add(self.webhooks.enable_delivery(retry=retry, queue=queue))
+        for spec in admin_functions(admin_permission):
+            self._add_function(spec)
 
     def on_startup(self, hook: StartupHook) -> StartupHook:
         """Run ``hook(runtime)`` at start-up, after migrations (sync hooks run on a thread)."""
@@ -383,6 +500,7 @@ class Runtime:
         self.http = HttpClient(settings.integrations, redis_url=settings.redis.url)
         self.invoker = Invoker(self.database, settings, services=self)
         self.jobs = Jobs(self.database, app.jobs, settings, services=self)
+        self.webhooks = WebhookService(app.webhooks, self.database, settings, app.jobs)
         #: Run a worker inside the server's lifespan (``bastion run --embedded-worker``).
         self.embedded_worker = bool(settings.jobs.embedded_worker)
         self.cursors = CursorCodec(settings.app.secret_key.get_secret_value())
@@ -416,6 +534,7 @@ class Runtime:
         """Release connections; the server has already drained in-flight requests."""
         await self.limiter.close()
         await self.http.aclose()
+        await self.webhooks.aclose()
         await self.authenticator.close()
         if self.oidc is not None:
             await self.oidc.aclose()
@@ -471,6 +590,9 @@ class Runtime:
                     oidc=self.oidc,
                 )
                 routers.insert(0, (auth_router, self.app.api_prefix))
+            receivers = self.webhooks.router()
+            if receivers is not None:
+                routers.insert(0, (receivers, self.app.api_prefix))
             self._api = build_api(
                 title=self.app.title,
                 version=self.settings.app.version,
@@ -504,7 +626,8 @@ def build_asgi_app(runtime: Runtime) -> ASGIApp:
        the error middleware, so browsers can read error bodies too.
     6. ``ErrorMiddleware`` — any exception that escaped becomes a 500 problem.
     7. ``AuthenticationMiddleware`` — bearer token, API key or session cookie to the
-       caller (401 on a bad credential), CSRF check for cookie-authenticated writes.
+       caller (401 on a bad credential), CSRF check for cookie-authenticated writes
+       (not on login-like endpoints and webhook receivers, which never act on a session).
     8. ``RateLimitMiddleware`` (unless ``ratelimit.enabled`` is off) — limits per
        client address, user or API key (inside authentication, which says which),
        ``RateLimit-*`` headers of the tightest limit, 429 with Retry-After. Functions'
@@ -537,9 +660,10 @@ def build_asgi_app(runtime: Runtime) -> ASGIApp:
         stack,
         authenticator=runtime.authenticator,
         render=problems.asgi,
-        csrf_exempt=credential_paths(runtime.app.api_prefix)
-        if runtime.app.auth_routes
-        else frozenset(),
+        csrf_exempt=(
+            credential_paths(runtime.app.api_prefix) if runtime.app.auth_routes else frozenset()
+        )
+        | runtime.webhooks.csrf_exempt(runtime.app.api_prefix),
     )
     stack = ErrorMiddleware(stack, render=problems.asgi)
     cors = settings.cors

@@ -137,6 +137,8 @@ class JobRegistry:
 
     jobs: dict[str, JobSpec] = field(default_factory=dict)
     queues: dict[str, QueueSpec] = field(default_factory=dict)
+    #: Cron schedules by name (:class:`bastion.jobs.cron.CronSpec`).
+    schedules: dict[str, Any] = field(default_factory=dict)
 
     def add(self, spec: JobSpec) -> None:
         if spec.handler in self.jobs:

@@ -38,6 +38,7 @@ from sqlalchemy import exc as sa_exc
 
 from bastion.context import Context, JobInfo
 from bastion.db.tables import utcnow
+from bastion.jobs.cron import Scheduler
 from bastion.jobs.spec import JobRegistry, JobSpec
 from bastion.jobs.store import Claimed, JobStatus, JobStore, Outcome
 from bastion.observability.logs import get_logger
@@ -139,6 +140,8 @@ class Worker:
                 background.start_soon(self._reaper)
                 if self._postgres_listen_url:
                     background.start_soon(self._pg_listener)
+                if self.registry.schedules:
+                    background.start_soon(self._cron)
                 async with anyio.create_task_group() as jobs:
                     task_status.started()
                     await self._claimer(jobs)
@@ -387,6 +390,25 @@ class Worker:
             if reaped:
                 self._log.warning("jobs of lost workers given back", count=reaped)
                 self._wake.set()
+
+    async def _cron(self) -> None:
+        scheduler = Scheduler(
+            self.store.database,
+            list(self.registry.schedules.values()),
+            grace_s=self.config.cron_grace_s,
+        )
+        while True:
+            try:
+                fired = await anyio.to_thread.run_sync(scheduler.tick)
+            except sa_exc.DBAPIError as error:
+                self._log.warning("cron check failed", error=str(error.orig))
+                fired = []
+            for name, tick in fired:
+                self._log.info("cron fired", schedule=name, tick=tick.isoformat())
+            if fired:
+                self._wake.set()
+            # Right after the next tick (a little jitter spreads the processes' checks).
+            await anyio.sleep(min(scheduler.seconds_to_next(), 30.0) + random.uniform(0, 0.05))
 
     async def _pg_listener(self) -> None:
         import psycopg

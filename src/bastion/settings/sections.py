@@ -295,6 +295,9 @@ class JobsSection(Section):
     """Run a worker inside ``bastion run``; unset: on in development, off otherwise."""
     retention_s: int = Field(7 * 86_400, ge=3_600)
     """Finished jobs are purged after this long."""
+    cron_grace_s: float = Field(60.0, ge=1, le=86_400)
+    """A cron tick younger than this still fires on time; older ones were missed, and
+    the schedule's ``catch_up`` decides."""
 
 
 class IntegrationsSection(Section):
@@ -371,6 +374,22 @@ class MailSection(Section):
         )
 
 
+class WebhooksSection(Section):
+    """Webhooks (``bastion.webhooks``): checking inbound signatures, delivering outbound events."""
+
+    timeout_s: float = Field(10.0, gt=0, le=120)
+    """Time limit for one delivery attempt, from connecting to the response's status line;
+    running out is a failed attempt."""
+    max_attempts: int = Field(8, ge=1, le=25)
+    """Delivery attempts per event and subscription, the first included; then the delivery
+    is dead (kept in the log, redeliverable)."""
+    tolerance_s: int = Field(300, ge=1, le=3600)
+    """Inbound signatures whose timestamp is further than this from now, past or future,
+    are refused (replay protection); a receiver may set its own."""
+    user_agent: str = Field("bastion-webhooks/1", max_length=200, pattern=r"^[\x20-\x7e]+$")
+    """The ``User-Agent`` of deliveries, so receivers can tell them apart in their logs."""
+
+
 class SecuritySection(Section):
     hsts: bool | None = None
     """Send Strict-Transport-Security; defaults to on in production only."""
@@ -443,6 +462,7 @@ class Settings(BaseModel):
     integrations: IntegrationsSection = IntegrationsSection()
     jobs: JobsSection = JobsSection()
     mail: MailSection = MailSection()
+    webhooks: WebhooksSection = WebhooksSection()
     security: SecuritySection = SecuritySection()
     cors: CorsSection = CorsSection()
     extensions: dict[str, Any] = Field(default_factory=dict)
