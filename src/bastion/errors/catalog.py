@@ -22,6 +22,7 @@ PLATFORM_CODES: dict[str, int] = {
     "idempotency_key_required": 400,
     "idempotency_key_invalid": 400,
     "oidc_failed": 400,
+    "invalid_signature": 400,
     "validation_failed": 422,
     "weak_password": 422,
     "idempotency_key_reused": 422,

@@ -7,6 +7,7 @@ Raise these from functions; the HTTP layer turns them into RFC 9457
 
     BastionError                      any error a client may see
     ├── BadRequest               400  bad_request, invalid_json
+    │   └── InvalidSignature     400  invalid_signature (a webhook's HMAC)
     ├── ValidationFailed         422  validation_failed (+ per-field errors)
     ├── NotAuthenticated         401  not_authenticated
     ├── PermissionDenied         403  permission_denied
@@ -86,6 +87,22 @@ class BastionError(Exception):
 class BadRequest(BastionError):
     code = "bad_request"
     status = 400
+
+
+class InvalidSignature(BadRequest):
+    """A signed request (an inbound webhook) whose signature is missing, malformed,
+    wrong or outside the time tolerance.
+
+    Every cause answers the same to the client, so a forger learns nothing about which
+    part failed; ``reason`` says which, for the server's log only.
+    """
+
+    code = "invalid_signature"
+    status = 400
+
+    def __init__(self, reason: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.reason = reason
 
 
 class ValidationFailed(BastionError):
