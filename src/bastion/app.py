@@ -31,6 +31,7 @@ from bastion.auth.oidc import OidcClient
 from bastion.auth.passwords import Passwords
 from bastion.auth.principal import Principal
 from bastion.auth.service import Authenticator
+from bastion.context import Context
 from bastion.db.database import Database
 from bastion.db.migrations import Migrator
 from bastion.db.pagination import CursorCodec
@@ -54,10 +55,12 @@ from bastion.http.middleware.request_id import RequestIdMiddleware
 from bastion.http.middleware.security_headers import SecurityHeadersMiddleware
 from bastion.http.problems import ProblemRenderer
 from bastion.http.routing import build_api
+from bastion.http.workflow_routes import build_workflow_router
 from bastion.idempotency import IdempotencyStore
 from bastion.integrations import HttpClient
 from bastion.jobs import Job, JobRegistry, Jobs, QueueSpec, Retry, declare_job
 from bastion.jobs.cron import CatchUp, CronSpec, check_expression
+from bastion.mail import Mailer, MailPermanentError, MailTemplateError
 from bastion.observability.health import HealthRegistry
 from bastion.observability.logs import configure_logging, get_logger
 from bastion.ratelimit import Limiter
@@ -70,6 +73,8 @@ from bastion.webhooks import (
     declare_receiver,
     default_event_id,
 )
+from bastion.workflows import Workflow, Workflows, WorkflowSpec, declare_workflow
+from bastion.workflows.engine import WorkflowDiverged
 
 F = TypeVar("F", bound=Callable[..., Any])
 R = TypeVar("R")
@@ -109,6 +114,7 @@ class App:
         api_prefix: str = "/api/v1",
         title: str | None = None,
         description: str | None = None,
+        mail_templates: str | Path | None = None,
     ) -> None:
         self.name = name
         self.metadata = metadata
@@ -126,6 +132,25 @@ class App:
         self.startup_hooks: list[StartupHook] = []
         self.auth_routes: AuthRoutes | None = None
         self.jobs = JobRegistry()
+        self.workflows: dict[str, WorkflowSpec] = {}
+        self._workflow_runner: Job[Any] | None = None
+        self.mail_templates = Path(mail_templates) if mail_templates else None
+        #: ``app.send_email.enqueue(ctx, template=..., to=[...], context={...})``: render
+        #: and send a templated email as a job (with ``mail_templates`` only).
+        self.send_email: Job[Any] | None = (
+            self.job(
+                queue="mail",
+                name="bastion.send_email",
+                retry=Retry(
+                    max_attempts=8,
+                    base_s=5,
+                    max_delay_s=600,
+                    give_up_on=(MailPermanentError, MailTemplateError),
+                ),
+            )(_send_email)
+            if self.mail_templates
+            else None
+        )
         self.webhooks = WebhookDeclarations()
 
     def _register(self, kind: FunctionKind, path: str, options: dict[str, Any]) -> Callable[[F], F]:
@@ -310,6 +335,55 @@ class App:
             return handle
 
         return decorator
+
+    def workflow(
+        self,
+        *,
+        name: str | None = None,
+        step_retry: Retry | None = None,
+        recovery_s: float = 60.0,
+    ) -> Callable[[Callable[..., Any]], Workflow[Any]]:
+        """Declare a durable workflow: an ``async def`` taking ``wf`` and its arguments.
+
+        ``await wf.step(fn, **args)`` runs a step once: a plain ``def`` step in a
+        transaction with its checkpoint (exactly once), an ``async def`` step retried by
+        ``step_retry`` (at least once; use ``ctx.idempotency_key`` with peers). Give a
+        step ``compensate=`` to undo it when a later step fails for good. ``wf.sleep``,
+        ``wf.enqueue`` and ``wf.child`` are durable too. Runs go through the
+        ``workflows`` queue; a run left unfinished for ``recovery_s`` is resumed.
+        """
+
+        def decorator(fn: Callable[..., Any]) -> Workflow[Any]:
+            spec = declare_workflow(
+                fn,
+                name=name,
+                queue="workflows",
+                step_retry=step_retry or Retry(max_attempts=3, base_s=0.5, max_delay_s=5),
+                recovery_s=recovery_s,
+            )
+            if spec.name in self.workflows:
+                raise ValueError(f"a workflow named {spec.name!r} is already declared")
+            self.workflows[spec.name] = spec
+            return Workflow(spec, self._runner())
+
+        return decorator
+
+    def _runner(self) -> Job[Any]:
+        # One platform job runs every workflow of the app; declared with the first one.
+        if self._workflow_runner is None:
+
+            async def run_workflow(ctx: Context, workflow_id: str, recovering: bool = False) -> str:
+                status: str = await ctx.services.workflows.resume(ctx, workflow_id, recovering)
+                return status
+
+            self._workflow_runner = self.job(
+                queue="workflows",
+                name="bastion.workflow",
+                retry=Retry(
+                    max_attempts=20, base_s=1, max_delay_s=300, give_up_on=(WorkflowDiverged,)
+                ),
+            )(run_workflow)
+        return self._workflow_runner
 
     def queue(self, name: str, *, concurrency: int | None = None, rate: str | None = None) -> None:
         """Limit a queue across every worker process: ``concurrency`` jobs at once,
@@ -500,6 +574,8 @@ class Runtime:
         self.http = HttpClient(settings.integrations, redis_url=settings.redis.url)
         self.invoker = Invoker(self.database, settings, services=self)
         self.jobs = Jobs(self.database, app.jobs, settings, services=self)
+        self.workflows = Workflows(self.database, app.workflows, settings, services=self)
+        self.mail = Mailer.from_settings(settings.mail, templates_dir=app.mail_templates)
         self.webhooks = WebhookService(app.webhooks, self.database, settings, app.jobs)
         #: Run a worker inside the server's lifespan (``bastion run --embedded-worker``).
         self.embedded_worker = bool(settings.jobs.embedded_worker)
@@ -590,6 +666,16 @@ class Runtime:
                     oidc=self.oidc,
                 )
                 routers.insert(0, (auth_router, self.app.api_prefix))
+            if self.app.workflows:
+                admin = (
+                    self.app.auth_routes.admin_permission if self.app.auth_routes else "write:all"
+                )
+                routers.append(
+                    (
+                        build_workflow_router(self.workflows, admin_permission=admin),
+                        self.app.api_prefix,
+                    )
+                )
             receivers = self.webhooks.router()
             if receivers is not None:
                 routers.insert(0, (receivers, self.app.api_prefix))
@@ -689,6 +775,25 @@ def build_asgi_app(runtime: Runtime) -> ASGIApp:
         stack = ClientIpMiddleware(stack, trusted_proxies=settings.server.trusted_proxies)
     stack = RequestIdMiddleware(stack)
     return stack
+
+
+async def _send_email(
+    ctx: Context,
+    template: str,
+    to: list[str],
+    locale: str = "en",
+    context: dict[str, Any] | None = None,
+) -> str:
+    """Render ``template`` in ``locale`` and send it; returns the Message-ID."""
+    mailer: Mailer = ctx.services.mail
+    if mailer.templates is None:
+        raise MailTemplateError("no mail templates configured")
+    rendered = mailer.templates.render(template, locale, **(context or {}))
+    subject, text, html = rendered
+    # The same Message-ID on every attempt lets receivers drop a repeat.
+    assert ctx.job is not None
+    message_id = f"<job-{ctx.job.id}.{ctx.services.app.name}@bastion>"
+    return await mailer.send(to, subject, text, html, message_id=message_id)
 
 
 def _unsafe(options: dict[str, Any]) -> dict[str, Any]:

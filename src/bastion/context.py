@@ -51,6 +51,8 @@ class Context:
         session_data: The visitor's browser-session data (preferences, later the cart),
             or ``None`` without a session. Changes are saved when the response succeeds.
         job: In a job handler, which job and attempt this is; ``None`` elsewhere.
+        idempotency_key: In a workflow step, a key stable across the step's retries and
+            resumptions: pass it to peers (``Idempotency-Key``) so a repeat is harmless.
     """
 
     db: Session | None
@@ -63,6 +65,7 @@ class Context:
     function: str = ""
     session_data: dict[str, Any] | None = None
     job: JobInfo | None = None
+    idempotency_key: str | None = None
 
     @property
     def session(self) -> Session:
