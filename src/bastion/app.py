@@ -13,7 +13,7 @@ import inspect
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,6 +31,8 @@ from bastion.auth.oidc import OidcClient
 from bastion.auth.passwords import Passwords
 from bastion.auth.principal import Principal
 from bastion.auth.service import Authenticator
+from bastion.auth.sessions import DatabaseSessionStore
+from bastion.auth.tokens import Tokens
 from bastion.context import Context
 from bastion.db.database import Database
 from bastion.db.migrations import Migrator
@@ -496,6 +498,18 @@ class App:
         for spec in admin_functions(admin_permission):
             self._add_function(spec)
 
+    def use_housekeeping(self, schedule: str = "17 * * * *") -> Job[Any]:
+        """Purge expired state on a schedule (hourly by default): database sessions,
+        refresh tokens, idempotency keys, finished jobs and cron records older than
+        ``[jobs] retention_s``. Returns the cron job (enqueue it to run it now)."""
+
+        async def housekeeping(ctx: Context) -> dict[str, int]:
+            purged: dict[str, int] = await anyio.to_thread.run_sync(ctx.services.housekeep)
+            ctx.log.info("housekeeping", **purged)
+            return purged
+
+        return self.cron(schedule, name="bastion.housekeeping", queue="bastion")(housekeeping)
+
     def on_startup(self, hook: StartupHook) -> StartupHook:
         """Run ``hook(runtime)`` at start-up, after migrations (sync hooks run on a thread)."""
         self.startup_hooks.append(hook)
@@ -632,6 +646,21 @@ class Runtime:
         return await self.invoker.invoke(
             self.app.spec(fn), args, user=user, locale=locale, request_id=request_id
         )
+
+    def housekeep(self) -> dict[str, int]:
+        """Delete expired and old state now; returns the count per kind (see
+        :meth:`App.use_housekeeping`)."""
+        now = datetime.now(UTC)
+        with self.database.transaction() as session:
+            tokens = Tokens.purge_expired(session, now)
+        jobs, fires = self.jobs.store.purge(timedelta(seconds=self.settings.jobs.retention_s))
+        return {
+            "sessions": DatabaseSessionStore(self.database).purge_expired(now),
+            "refresh_tokens": tokens,
+            "idempotency_keys": self.idempotency.purge_expired(now),
+            "jobs": jobs,
+            "cron_fires": fires,
+        }
 
     async def _check_database(self) -> None:
         await anyio.to_thread.run_sync(self.database.ping, abandon_on_cancel=True)

@@ -111,11 +111,13 @@ def _act(verb: str, ids: list[int], app: str | None, config: Path | None) -> Non
 
 @group.command("purge")
 def purge(app: AppArgument = None, config: ConfigOption = None) -> None:
-    """Delete finished jobs older than \\[jobs] retention_s."""
+    """Delete finished jobs (and cron records) older than \\[jobs] retention_s."""
     with reporting():
         runtime = locate(app, config).runtime()
         try:
-            purged = runtime.jobs.store.purge(timedelta(seconds=runtime.settings.jobs.retention_s))
+            jobs, fires = runtime.jobs.store.purge(
+                timedelta(seconds=runtime.settings.jobs.retention_s)
+            )
         finally:
             runtime.database.dispose()
-        stdout().print(f"purged {purged} finished {'job' if purged == 1 else 'jobs'}")
+        stdout().print(f"purged {jobs} finished jobs and {fires} cron records")

@@ -15,7 +15,7 @@ import typer
 
 from bastion.app import Runtime
 from bastion.cli.discovery import AppArgument, ConfigOption, locate
-from bastion.cli.output import reporting
+from bastion.cli.output import EXIT_USAGE, CommandError, reporting
 from bastion.jobs import Worker
 from bastion.observability.logs import configure_logging
 
@@ -58,6 +58,14 @@ def worker(
         )
         runtime = project.runtime(settings)
         queues = [name for value in queue or [] for name in value.split(",") if name] or None
+        declared = runtime.app.jobs.queue_names()
+        unknown = sorted(set(queues or []) - set(declared))
+        if unknown:
+            raise CommandError(
+                f"no job is declared on queue(s) {', '.join(unknown)}",
+                hint=f"declared queues: {', '.join(declared) or 'none'}",
+                exit_code=EXIT_USAGE,
+            )
         anyio.run(_work, runtime, queues, concurrency)
 
 

@@ -24,10 +24,11 @@ from sqlalchemy.orm import Session
 from bastion.db.database import Database
 from bastion.db.tables import utcnow
 from bastion.jobs.spec import JobSpec, QueueSpec
-from bastion.jobs.tables import JobRow, QueueRow
+from bastion.jobs.tables import CronFireRow, JobRow, QueueRow
 
 JOBS: Table = JobRow.__table__  # type: ignore[assignment]
 QUEUES: Table = QueueRow.__table__  # type: ignore[assignment]
+FIRES: Table = CronFireRow.__table__  # type: ignore[assignment]
 
 #: The PostgreSQL channel that wakes workers; the payload is the queue name.
 CHANNEL = "bastion_jobs"
@@ -492,25 +493,19 @@ class JobStore:
             )
         return bool(changed)
 
-    def purge(self, older_than: timedelta) -> int:
-        """Delete finished jobs older than ``older_than``; returns how many."""
+    def purge(self, older_than: timedelta) -> tuple[int, int]:
+        """Delete finished jobs and cron fire records older than ``older_than``;
+        returns how many of each."""
+        cutoff = utcnow() - older_than
+        finished = [JobStatus.SUCCEEDED.value, JobStatus.DEAD.value, JobStatus.CANCELLED.value]
         with self.database.transaction() as session:
-            return int(
-                _changed(
-                    session.execute(
-                        JOBS.delete().where(
-                            JOBS.c.status.in_(
-                                [
-                                    JobStatus.SUCCEEDED.value,
-                                    JobStatus.DEAD.value,
-                                    JobStatus.CANCELLED.value,
-                                ]
-                            ),
-                            JOBS.c.finished_at < utcnow() - older_than,
-                        )
-                    )
+            jobs = _changed(
+                session.execute(
+                    JOBS.delete().where(JOBS.c.status.in_(finished), JOBS.c.finished_at < cutoff)
                 )
             )
+            fires = _changed(session.execute(FIRES.delete().where(FIRES.c.fire_time < cutoff)))
+        return jobs, fires
 
 
 def _changed(result: Any) -> int:
