@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, func, insert, select, text, update
+from sqlalchemy import Table, and_, bindparam, func, insert, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -326,8 +326,17 @@ class JobStore:
     def settle_in(self, session: Session, outcomes: Sequence[Outcome]) -> set[int]:
         now = utcnow()
         fenced = and_(JOBS.c.id == bindparam("b_id"), JOBS.c.claim_token == bindparam("b_token"))
-        lost: set[int] = set()
+        # Plain successes (no result, no error: most jobs) share one statement.
+        plain = [
+            o
+            for o in outcomes
+            if o.status == JobStatus.SUCCEEDED and o.result is None and o.error is None
+        ]
+        lost = self._settle_plain(session, plain, now)
+        settled = {o.id for o in plain}
         for outcome in outcomes:
+            if outcome.id in settled:
+                continue
             values: dict[str, Any] = {"claim_token": None, "lease_until": None}
             if outcome.status == "released":
                 values |= {
@@ -354,6 +363,23 @@ class JobStore:
             if changed == 0:
                 lost.add(outcome.id)
         return lost
+
+    def _settle_plain(self, session: Session, plain: Sequence[Outcome], now: datetime) -> set[int]:
+        if not plain:
+            return set()
+        done = session.execute(
+            update(JOBS)
+            .where(tuple_(JOBS.c.id, JOBS.c.claim_token).in_([(o.id, o.token) for o in plain]))
+            .values(
+                status=JobStatus.SUCCEEDED.value,
+                finished_at=now,
+                result=None,
+                claim_token=None,
+                lease_until=None,
+            )
+            .returning(JOBS.c.id)
+        ).scalars()
+        return {o.id for o in plain} - set(done)
 
     def extend(
         self, held: Sequence[tuple[int, str]], lease_s: float, progress: Mapping[int, Any]
