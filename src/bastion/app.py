@@ -331,7 +331,7 @@ class App:
             handle = self.job(
                 queue=queue, name=name, retry=retry, max_attempts=max_attempts, timeout=timeout
             )(fn)
-            if handle.spec.arguments.model_fields:
+            if handle.spec.arguments.names:
                 raise TypeError(f"cron {schedule}: a scheduled job takes only ctx")
             self.jobs.schedules[schedule] = CronSpec(schedule, expression, handle.spec, catch_up)
             return handle

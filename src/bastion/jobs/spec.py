@@ -10,16 +10,12 @@ from __future__ import annotations
 import inspect
 import random
 import re
-import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, create_model
-from pydantic_core import to_jsonable_python
-
-from bastion.errors import FieldError, ValidationFailed
+from bastion.jobs.arguments import StoredArguments
 from bastion.ratelimit import parse_limits
 
 _NAME = re.compile(r"^[a-z][a-z0-9_.:-]{0,199}$")
@@ -103,32 +99,12 @@ class JobSpec:
     retry: Retry
     timeout_s: float | None
     transactional: bool
-    arguments: type[BaseModel]
+    arguments: StoredArguments
     latest: bool = True
 
     @property
     def handler(self) -> str:
         return f"{self.name}@v{self.version}"
-
-    def dump_args(self, args: Mapping[str, Any]) -> dict[str, Any]:
-        """Validate arguments at enqueue time and turn them into JSON; 422 when invalid."""
-        try:
-            model = self.arguments.model_validate(dict(args))
-        except ValidationError as error:
-            raise ValidationFailed(
-                detail=f"invalid arguments for job {self.name}",
-                errors=[
-                    FieldError(".".join(str(p) for p in e["loc"]) or "args", e["type"], e["msg"])
-                    for e in error.errors()
-                ],
-            ) from None
-        dumped: dict[str, Any] = to_jsonable_python(model.model_dump(mode="json"))
-        return dumped
-
-    def load_args(self, stored: Mapping[str, Any]) -> dict[str, Any]:
-        """The typed arguments of a stored row (dates back to dates, models to models)."""
-        model = self.arguments.model_validate(dict(stored))
-        return {name: getattr(model, name) for name in type(model).model_fields}
 
 
 @dataclass
@@ -181,8 +157,8 @@ def declare_job(
     timeout: float | timedelta | None,
 ) -> JobSpec:
     """Check a job function's shape and describe it; raises TypeError/ValueError clearly."""
-    label = f"job {fn.__qualname__}"
     job_name = name or fn.__name__
+    label = f"job {fn.__qualname__}"
     if not _NAME.match(job_name):
         raise ValueError(f"{label}: name {job_name!r} must match {_NAME.pattern}")
     if not _NAME.match(queue) or len(queue) > 64:
@@ -196,20 +172,7 @@ def declare_job(
     if timeout_s is not None and timeout_s <= 0:
         raise ValueError(f"{label}: timeout must be positive")
 
-    hints = typing.get_type_hints(fn, include_extras=True)
-    params = list(inspect.signature(fn).parameters.values())
-    if not params:
-        raise TypeError(f"{label} must take the context as its first parameter")
-    fields: dict[str, Any] = {}
-    for param in params[1:]:
-        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            raise TypeError(f"{label}: *args and **kwargs cannot be stored; name each argument")
-        annotation = hints.get(param.name, Any)
-        default = ... if param.default is inspect.Parameter.empty else param.default
-        fields[param.name] = (annotation, default)
-    arguments = create_model(
-        f"{job_name}_arguments", __config__=ConfigDict(extra="forbid"), **fields
-    )
+    arguments = StoredArguments.of(fn, f"job {job_name}", "the context")
     return JobSpec(
         name=job_name,
         version=version,

@@ -93,7 +93,7 @@ def enqueue(
     and the existing job's id is returned: that is how cron ticks and workflow
     children happen once.
     """
-    values = _row(spec, spec.dump_args(args), run_at, priority, dedup_key, request_id)
+    values = _row(spec, spec.arguments.dump(args), run_at, priority, dedup_key, request_id)
     dialect = session.get_bind().dialect.name
     if dedup_key is None:
         job_id = session.execute(insert(JOBS).values(values).returning(JOBS.c.id)).scalar_one()
@@ -124,7 +124,7 @@ def enqueue_many(
     if not many:
         return 0
     now = utcnow()
-    rows = [_row(spec, spec.dump_args(args), now, priority, None, None) for args in many]
+    rows = [_row(spec, spec.arguments.dump(args), now, priority, None, None) for args in many]
     session.execute(insert(JOBS), rows)
     _announce(session, spec.queue, session.get_bind().dialect.name)
     return len(rows)

@@ -252,7 +252,7 @@ class Worker:
     async def _attempt(self, running: _Running, log: Any) -> Outcome | None:
         job, spec = running.job, running.spec
         try:
-            args = spec.load_args(job.args)
+            args = spec.arguments.load(job.args)
         except ValidationError as error:
             log.error("job arguments no longer valid", error=str(error))
             return Outcome(

@@ -90,7 +90,7 @@ def declare_receiver(
         raise ValueError(f"{label}: tolerance_s must be positive")
     if len(source or path) > MAX_SOURCE_LENGTH:
         raise ValueError(f"{label}: the source is stored in {MAX_SOURCE_LENGTH} characters")
-    fields = handler.spec.arguments.model_fields
+    fields = handler.spec.arguments.model.model_fields
     others = [name for name, field in fields.items() if name != "event" and field.is_required()]
     if "event" not in fields or others:
         raise TypeError(

@@ -429,7 +429,7 @@ async def execute(
     await anyio.to_thread.run_sync(_set_status, database, workflow_id, "running")
     started = time.perf_counter()
     try:
-        result = await spec.fn(run, **spec.load_args(row.args))
+        result = await spec.fn(run, **spec.arguments.load(row.args))
     except _Suspend as sleeping:
         raise RetryLater(sleeping.seconds) from None
     except WorkflowDiverged:

@@ -114,7 +114,7 @@ class Workflow(Generic[R]):
                 id=workflow_id,
                 name=self.spec.name,
                 status="pending",
-                args=self.spec.dump_args(args),
+                args=self.spec.arguments.dump(args),
                 owner=owner,
                 parent_id=parent_id,
                 request_id=request_id,
