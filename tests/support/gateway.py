@@ -10,18 +10,16 @@ so the tests cover the command, not just the app object.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
 import httpx
 import pytest
 
 from bastion.testing.client import free_port
+from tests.support.processes import ServiceProcess, http_ok
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEST_WEBHOOK_SECRET = "whsec_test"
@@ -34,8 +32,7 @@ class PaymentGatewayProcess:
         self.port = free_port()
         self.webhook_url = webhook_url
         self.webhook_secret = webhook_secret
-        self._process: subprocess.Popen[bytes] | None = None
-        self._output: IO[bytes] | None = None
+        self._service = ServiceProcess()
 
     @property
     def url(self) -> str:
@@ -43,10 +40,7 @@ class PaymentGatewayProcess:
 
     def start(self, timeout_s: float = 15.0) -> None:
         """Start the process and wait until it answers."""
-        # Output goes to a file, not a pipe: nobody reads a pipe while tests run, and a
-        # full one would stall the gateway.
-        output = self._output = tempfile.TemporaryFile()  # noqa: SIM115
-        self._process = subprocess.Popen(
+        self._service.start(
             [sys.executable, "-m", "examples.shop.gateway", "--port", str(self.port)],
             cwd=REPO_ROOT,
             # The webhook settings go through the environment, as ``make run`` shares the
@@ -57,35 +51,14 @@ class PaymentGatewayProcess:
                 "SHOP_GATEWAY_WEBHOOK_SECRET": self.webhook_secret,
                 "PYTHONUNBUFFERED": "1",
             },
-            stdout=output,
-            stderr=subprocess.STDOUT,
+            ready=http_ok(f"{self.url}/_control"),
+            name="payment gateway",
+            timeout_s=timeout_s,
         )
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                if httpx.get(f"{self.url}/_control", timeout=1.0).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if self._process.poll() is not None or time.monotonic() > deadline:
-                log = self.log()
-                self.stop()
-                pytest.fail(f"the payment gateway did not start:\n{log}", pytrace=False)
-            time.sleep(0.05)
 
     def stop(self) -> None:
         """Terminate the process (and close its log)."""
-        if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-            self._process = None
-        if self._output is not None:
-            self._output.close()
-            self._output = None
+        self._service.stop()
 
     def control(self, mode: str, failures: int = 0, delay_s: float | None = None) -> dict[str, Any]:
         """Set the failure mode (``ok``, ``fail_500``, ``timeout``, ``flaky``)."""
@@ -108,11 +81,7 @@ class PaymentGatewayProcess:
 
     def log(self) -> str:
         """The process's output so far (one line per request), for failure messages."""
-        if self._output is None:
-            return ""
-        self._output.flush()
-        self._output.seek(0)
-        return self._output.read().decode(errors="replace")
+        return self._service.log()
 
 
 class StartPaymentGateway(Protocol):

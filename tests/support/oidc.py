@@ -16,11 +16,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -28,6 +26,7 @@ import pytest
 
 from bastion.testing import require_service
 from bastion.testing.client import free_port
+from tests.support.processes import ServiceProcess, http_ok
 
 PROVIDER_DIR = Path(__file__).parent / "oidc_provider"
 CLIENT_ID = "bastion"
@@ -57,8 +56,7 @@ class OidcTestProvider:
         self.port = free_port()
         self.redirect_uris = redirect_uris
         self.claims_in_id_token = claims_in_id_token
-        self._process: subprocess.Popen[bytes] | None = None
-        self._output: IO[bytes] | None = None
+        self._service = ServiceProcess()
 
     @property
     def issuer(self) -> str:
@@ -78,50 +76,24 @@ class OidcTestProvider:
 
     def start(self, timeout_s: float = 20.0) -> None:
         """Start the process and wait until its discovery document answers."""
-        env = {
-            **os.environ,
-            "OIDC_CLIENT_ID": self.client_id,
-            "OIDC_CLIENT_SECRET": self.client_secret,
-            "OIDC_REDIRECT_URIS": " ".join(self.redirect_uris),
-            "OIDC_CLAIMS_IN_ID_TOKEN": "1" if self.claims_in_id_token else "0",
-        }
-        # Output goes to a file, not a pipe: nobody reads a pipe while tests run, and a
-        # full one would stall the provider.
-        output = self._output = tempfile.TemporaryFile()  # noqa: SIM115
-        self._process = subprocess.Popen(
+        self._service.start(
             ["node", "server.mjs", str(self.port)],
             cwd=PROVIDER_DIR,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
+            env={
+                **os.environ,
+                "OIDC_CLIENT_ID": self.client_id,
+                "OIDC_CLIENT_SECRET": self.client_secret,
+                "OIDC_REDIRECT_URIS": " ".join(self.redirect_uris),
+                "OIDC_CLAIMS_IN_ID_TOKEN": "1" if self.claims_in_id_token else "0",
+            },
+            ready=http_ok(f"{self.issuer}/.well-known/openid-configuration"),
+            name="OIDC test provider",
+            timeout_s=timeout_s,
         )
-        deadline = time.monotonic() + timeout_s
-        discovery = f"{self.issuer}/.well-known/openid-configuration"
-        while True:
-            try:
-                if httpx.get(discovery, timeout=1.0).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if self._process.poll() is not None or time.monotonic() > deadline:
-                output = self._log_tail()
-                self.stop()
-                pytest.fail(f"the OIDC test provider did not start:\n{output}", pytrace=False)
-            time.sleep(0.05)
 
     def stop(self) -> None:
         """Terminate the process (and close its log)."""
-        if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-            self._process = None
-        if self._output is not None:
-            self._output.close()
-            self._output = None
+        self._service.stop()
 
     def restart(self) -> None:
         """Stop and start again on the same port: same issuer, new signing keys."""
@@ -153,13 +125,6 @@ class OidcTestProvider:
                     f"the provider answered {response.status_code} at {url}: {response.text[:500]}"
                 )
         raise AssertionError("the provider never redirected back to the client")
-
-    def _log_tail(self) -> str:
-        if self._output is None:
-            return ""
-        self._output.flush()
-        self._output.seek(0)
-        return self._output.read().decode(errors="replace")[-3000:]
 
 
 def node_unavailable_reason() -> str | None:

@@ -19,20 +19,18 @@ import itertools
 import os
 import signal
 import socket
-import subprocess
 import sys
-import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 
 from bastion.testing.client import free_port
+from tests.support.processes import ServiceProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Local parts the server refuses, with its reply.
@@ -50,8 +48,7 @@ class SmtpTestServer:
     def __init__(self, directory: Path) -> None:
         self.port = free_port()
         self.directory = directory
-        self._process: subprocess.Popen[bytes] | None = None
-        self._output: IO[bytes] | None = None
+        self._service = ServiceProcess()
 
     def settings(self) -> dict[str, Any]:
         """This server as a ``[mail]`` table."""
@@ -73,34 +70,16 @@ class SmtpTestServer:
 
     def start(self, timeout_s: float = 10.0) -> None:
         """Start the process and wait until it greets with ``220``."""
-        # Output goes to a file: a pipe nobody reads could fill up and stall the server.
-        output = self._output = tempfile.TemporaryFile()  # noqa: SIM115
-        self._process = subprocess.Popen(
+        self._service.start(
             [sys.executable, "-m", "tests.support.smtp", str(self.port), str(self.directory)],
             cwd=ROOT,
-            stdout=output,
-            stderr=subprocess.STDOUT,
+            ready=self._greets,
+            name="SMTP test server",
+            timeout_s=timeout_s,
         )
-        deadline = time.monotonic() + timeout_s
-        while not self._greets():
-            if self._process.poll() is not None or time.monotonic() > deadline:
-                log = self._log_tail()
-                self.stop()
-                pytest.fail(f"the SMTP test server did not start:\n{log}", pytrace=False)
-            time.sleep(0.05)
 
     def stop(self) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-            self._process = None
-        if self._output is not None:
-            self._output.close()
-            self._output = None
+        self._service.stop()
 
     def _greets(self) -> bool:
         try:
@@ -108,12 +87,6 @@ class SmtpTestServer:
                 return sock.recv(3) == b"220"
         except OSError:
             return False
-
-    def _log_tail(self) -> str:
-        if self._output is None:
-            return ""
-        self._output.seek(0)
-        return self._output.read().decode(errors="replace")[-3000:]
 
 
 @pytest.fixture(scope="session")
