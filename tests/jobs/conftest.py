@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import anyio
 import pytest
 
-from bastion import App, Runtime
-from bastion.jobs import JobRow, Worker
+from bastion import App
+from bastion.testing import job_is, job_row, run_worker_until
 from tests.jobs.apps import CALLS, app
 
 
@@ -28,33 +28,9 @@ def _fresh_calls() -> None:
     CALLS.clear()
 
 
-def job(runtime: Runtime, job_id: int) -> JobRow:
-    row = runtime.jobs.store.get(job_id)
-    assert row is not None, f"job {job_id} does not exist"
-    return row
-
-
-async def run_until(
-    runtime: Runtime,
-    done: Callable[[], bool | Awaitable[bool]],
-    *,
-    limit_s: float = 10,
-    worker: Worker | None = None,
-) -> Worker:
-    """Run a worker until ``done()`` holds (checked every 20 ms), then stop it gracefully."""
-    worker = worker or runtime.jobs.worker()
-    async with anyio.create_task_group() as group:
-        await group.start(worker.run)
-        with anyio.fail_after(limit_s):
-            while True:
-                outcome = done()
-                if not isinstance(outcome, bool):
-                    outcome = await outcome
-                if outcome:
-                    break
-                await anyio.sleep(0.02)
-        worker.stop()
-    return worker
+#: The kit's helpers under the short names these tests use.
+job = job_row
+run_until = run_worker_until
 
 
 async def eventually(check: Callable[[], bool], *, limit_s: float = 10) -> None:
@@ -66,5 +42,4 @@ async def eventually(check: Callable[[], bool], *, limit_s: float = 10) -> None:
             await anyio.sleep(0.05)
 
 
-def status_is(runtime: Runtime, job_id: int, *statuses: str) -> Callable[[], bool]:
-    return lambda: job(runtime, job_id).status in statuses
+status_is = job_is
