@@ -56,6 +56,12 @@ def worker(
             env=settings.env,
             file=settings.log.file,
         )
+        wanted = (concurrency or settings.jobs.concurrency) + 2
+        if settings.database.pool_size < wanted:
+            # A sync job holds a connection while it runs: a pool smaller than the
+            # concurrency opens and closes an overflow connection per job.
+            database = settings.database.model_copy(update={"pool_size": wanted})
+            settings = settings.model_copy(update={"database": database})
         runtime = project.runtime(settings)
         queues = [name for value in queue or [] for name in value.split(",") if name] or None
         declared = runtime.app.jobs.queue_names()
