@@ -7,6 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
+GATEWAY_PORT ?= 8001
 SHOP_CONFIG := examples/shop/bastion.toml
 
 .DEFAULT_GOAL := help
@@ -25,9 +26,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP) ## Create .venv (if missing) and install bastion with its dev tools
 
-run: install ## Serve the shop on http://127.0.0.1:8000 (SQLite, migrations, demo data; HOST/PORT override)
-	BASTION_CONFIG=$(SHOP_CONFIG) $(BIN)/bastion migrate up examples.shop.app:app
-	BASTION_CONFIG=$(SHOP_CONFIG) $(BIN)/bastion run examples.shop.app:app --host $(HOST) --port $(PORT)
+run: install ## Serve the shop on :8000 and its payment gateway on :8001 (HOST/PORT/GATEWAY_PORT override)
+	HOST=$(HOST) PORT=$(PORT) GATEWAY_PORT=$(GATEWAY_PORT) BASTION_CONFIG=$(SHOP_CONFIG) \
+		$(BIN)/python scripts/run_shop.py
 
 dev: install ## Serve the shop with auto-reload
 	BASTION_CONFIG=$(SHOP_CONFIG) $(BIN)/bastion dev examples.shop.app:app --host $(HOST) --port $(PORT)

@@ -1,1 +1,1 @@
-"""The shop: bastion's flagship example app (catalog now; cart, checkout and orders later)."""
+"""The shop: bastion's flagship example app (catalog, cart, checkout, orders, credits)."""

@@ -6,17 +6,22 @@ from sqlalchemy.orm import Session
 
 from bastion.auth import User
 from examples.shop.app import app
-from examples.shop.models import OutboxMessage
 
 
 def queue_welcome_email(session: Session, user: User) -> None:
-    """Runs inside the registration transaction: no account without its welcome email."""
-    session.add(
-        OutboxMessage(
-            kind="welcome_email",
-            recipient=user.email,
-            payload={"user_id": user.id, "name": user.name},
-        )
+    """Runs inside the registration transaction: the email job exists if and only if
+    the account does.
+
+    The hook is not told the request's locale, so the email is in the user's saved
+    language, which a new account does not have yet: English.
+    """
+    assert app.send_email is not None  # the shop declares its mail templates
+    app.send_email.enqueue(
+        session,
+        template="welcome",
+        to=[user.email],
+        locale=str(user.preferences.get("language") or "en"),
+        context={"name": user.name or user.email},
     )
 
 

@@ -515,14 +515,16 @@ async def test_registration_queues_a_welcome_email_and_validates(
 ) -> None:
     from sqlalchemy import select
 
-    from examples.shop.models import OutboxMessage
+    from bastion.jobs import JobRow
 
     user = await register(client, "Ann@Example.com")
     assert user["email"] == "ann@example.com"
     assert user["roles"] == ["user"]
     with runtime.database.read_transaction() as session:
-        outbox = session.scalars(select(OutboxMessage)).all()
-        assert [(m.kind, m.recipient) for m in outbox] == [("welcome_email", "ann@example.com")]
+        emails = session.scalars(select(JobRow).where(JobRow.name == "bastion.send_email")).all()
+        assert [(j.args["template"], j.args["to"]) for j in emails] == [
+            ("welcome", ["ann@example.com"])
+        ]
     taken = await client.post(
         "/api/v1/auth/register", json={"email": "ann@example.com", "password": PASSWORD}
     )

@@ -33,6 +33,6 @@ async def test_downgrading_the_app_branch_keeps_the_platform(runtime: Runtime) -
     migrator = runtime.migrator()
     migrator.downgrade()
     status = migrator.status()
-    assert status.pending == ("shop_0002",)
+    assert status.pending == ("shop_0004",)
     migrator.upgrade()
     assert migrator.status().up_to_date
