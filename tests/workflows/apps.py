@@ -6,7 +6,7 @@ import anyio
 from sqlalchemy import String, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from bastion import App, Conflict, Context, Retry
+from bastion import App, BastionError, Conflict, Context, Retry
 from bastion.workflows import WorkflowRun
 
 
@@ -23,6 +23,7 @@ class Entry(Base):
 
 
 app = App("wftests", metadata=Base.metadata)
+app.errors.declare("card_refused", 402, {"en": {"title": "The card was refused."}})
 
 #: Calls per "<kind>:<order>" of action steps (they keep no rows).
 CALLS: dict[str, int] = {}
@@ -53,6 +54,10 @@ async def charge(ctx: Context, order: str, failures: int) -> dict[str, str]:
 
 
 async def refund(ctx: Context, output: dict[str, str]) -> None:
+    key = f"refund-failures:{output['charge_id']}"
+    if CALLS.get(key, 0) > 0:
+        CALLS[key] -= 1
+        raise ConnectionError("refunds are down")
     UNDONE.append("refund")
     CALLS[f"refund:{output['charge_id']}"] = CALLS.get(f"refund:{output['charge_id']}", 0) + 1
 
@@ -86,6 +91,17 @@ async def checkout(
         await wf.step(refuse, order=order)
     recorded = await wf.step(record_order, order=order)
     return {"reserved": reserved, "charge": charged, "order": recorded}
+
+
+async def refused_card(ctx: Context, order: str) -> None:
+    CALLS[f"card:{order}"] = CALLS.get(f"card:{order}", 0) + 1
+    raise BastionError("card_refused")
+
+
+@app.workflow(step_retry=Retry(max_attempts=3, base_s=0.01, max_delay_s=0.02))
+async def pay_by_card(wf: WorkflowRun, order: str) -> None:
+    await wf.step(reserve, order=order, compensate=release)
+    await wf.step(refused_card, order=order)
 
 
 @app.workflow(recovery_s=1)

@@ -13,7 +13,16 @@ from sqlalchemy import func, select
 from bastion import Principal, Runtime
 from bastion.testing import BastionClient
 from tests.jobs.conftest import eventually, run_until
-from tests.workflows.apps import CALLS, UNDONE, Entry, checkout, gated, napper, parent
+from tests.workflows.apps import (
+    CALLS,
+    UNDONE,
+    Entry,
+    checkout,
+    gated,
+    napper,
+    parent,
+    pay_by_card,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -190,3 +199,27 @@ async def test_a_workflow_killed_between_steps_resumes_without_repeating_them(
         second.terminate()
         await second.wait()
     assert ledger(runtime, "k") == {"reserve": 1, "order": 1}, "reserve ran once"
+
+
+async def test_a_client_error_declared_by_the_app_is_not_retried(runtime: Runtime) -> None:
+    with runtime.database.transaction() as session:
+        workflow_id = pay_by_card.start(session, order="c")
+    await run_until(runtime, lambda: status(runtime, workflow_id) == "compensated")
+    assert CALLS["card:c"] == 1, "402 card_refused is an answer, not a failure"
+    timeline = runtime.workflows.get(workflow_id)
+    assert timeline is not None
+    assert timeline.workflow.error_code == "card_refused"
+
+
+async def test_a_compensation_that_fails_for_good_is_resumed_until_it_is_done(
+    runtime: Runtime,
+) -> None:
+    CALLS["refund-failures:ch_z"] = 3  # one whole pass of the step policy (3 attempts)
+    with runtime.database.transaction() as session:
+        workflow_id = checkout.start(session, order="z", refuse_order=True)
+    await run_until(runtime, lambda: status(runtime, workflow_id) == "compensated", limit_s=20)
+    assert UNDONE == ["refund", "release"], "still in reverse order across the passes"
+    assert UNDONE.count("refund") == 1
+    assert UNDONE.count("release") == 1, "the release compensation ran once, not per pass"
+    (runner,) = runtime.jobs.store.list(name="bastion.workflow")
+    assert runner.attempts == 2, "the first pass failed; the runner job came back"

@@ -16,6 +16,7 @@ without running again, so the first incomplete step is where work resumes.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import time
 import traceback
@@ -61,6 +62,10 @@ class StepFailed(Exception):
 class WorkflowDiverged(Exception):
     """The code no longer calls the steps its checkpoints recorded (a deploy changed
     the order): resuming could repeat or skip effects, so the run stops for a human."""
+
+
+class _ReplayEnd(Exception):
+    """Replay reached the first step without a checkpoint (resuming a compensation)."""
 
 
 class _Suspend(Exception):
@@ -109,6 +114,8 @@ class WorkflowRun:
         self._retry = default_retry
         self._position = 0
         self.completed: list[_Done] = []
+        #: Resuming a compensation: replay checkpoints only, to learn what to undo.
+        self.replay_only = False
 
     # -- steps -------------------------------------------------------------------
 
@@ -133,6 +140,8 @@ class WorkflowRun:
         if recorded is not None:
             self.completed.append(_Done(position, step_name, recorded.output, compensate))
             return recorded.output
+        if self.replay_only:
+            raise _ReplayEnd()
         if _is_async(fn):
             output = await self._action(position, step_name, fn, args, retry or self._retry)
         else:
@@ -272,7 +281,7 @@ class WorkflowRun:
                 break
             except Exception as error:
                 permanent = isinstance(error, retry.give_up_on) or (
-                    isinstance(error, BastionError) and _is_client_error(error)
+                    isinstance(error, BastionError) and self._is_client_error(error)
                 )
                 if permanent or attempt >= retry.max_attempts:
                     raise StepFailed(name, error) from error
@@ -342,6 +351,15 @@ class WorkflowRun:
             raise RuntimeError(f"child workflow {child_id} was not started")
         return row
 
+    def _is_client_error(self, error: BastionError) -> bool:
+        """A 4xx error (``payment_declined``) is an answer, not a failure: no retry helps.
+        The status comes from the error, else from the app's catalog for its code."""
+        status = error.status_override or type(error).status
+        if status is None:
+            catalog = getattr(getattr(self.services, "app", None), "errors", None)
+            status = catalog.status_of(error.error_code) if catalog is not None else None
+        return status is not None and status < 500
+
     # -- compensation ----------------------------------------------------------------
 
     async def compensate(self) -> list[str]:
@@ -389,11 +407,6 @@ def _is_async(fn: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(fn)
 
 
-def _is_client_error(error: BastionError) -> bool:
-    status = error.status_override or type(error).status
-    return status is not None and status < 500
-
-
 def _describe(error: BaseException) -> str:
     return "".join(traceback.format_exception_only(error)).strip()
 
@@ -425,6 +438,12 @@ async def execute(
         default_retry=spec.step_retry,
     )
     if row.status == "compensating":
+        # A crash (or a failed compensation) interrupted the undoing: replay the
+        # checkpoints to learn which steps completed, then compensate what is left.
+        run.replay_only = True
+        # The replay ends at the first step without a checkpoint (or its old failure).
+        with contextlib.suppress(Exception):
+            await spec.fn(run, **spec.arguments.load(row.args))
         return await _fail(run, database, row, None)
     await anyio.to_thread.run_sync(_set_status, database, workflow_id, "running")
     started = time.perf_counter()
@@ -454,7 +473,14 @@ async def _fail(
         run.log.warning("workflow failed; compensating", error=_describe(error))
         code = cause.error_code if isinstance(cause, BastionError) else "internal_error"
         await anyio.to_thread.run_sync(_record_failure, database, row.id, _describe(error), code)
-    undone = await run.compensate()
+    try:
+        undone = await run.compensate()
+    except StepFailed as failed:
+        # Left "compensating": the runner job tries again later (with backoff), and an
+        # inline caller still gets the original error.
+        run.log.error("workflow compensation failed; will retry", error=_describe(failed))
+        current = await anyio.to_thread.run_sync(_load, database, row.id)
+        return current[0], cause
     status = "compensated" if any(d.compensate for d in run.completed) else "failed"
     run.log.info("workflow ended", status=status, compensated=undone)
     finished = await anyio.to_thread.run_sync(_finish, database, row.id, status, None)

@@ -89,10 +89,10 @@ class Workflow(Generic[R]):
         row, cause = await runtime.workflows.execute(self.spec, workflow_id)
         if row.status == "succeeded":
             return row.result
-        if row.status not in TERMINAL:
-            return None  # asleep: a worker finishes it
         if isinstance(cause, BastionError):
-            raise cause
+            raise cause  # failed (compensation done, or left to the runner job to finish)
+        if row.status not in TERMINAL and row.status != "compensating":
+            return None  # asleep: a worker finishes it
         raise BastionError(row.error_code or "internal_error")
 
     def _insert(

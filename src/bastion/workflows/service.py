@@ -75,6 +75,9 @@ class Workflows:
             settings=self.settings,
             services=self.services,
         )
+        if finished.status == "compensating":
+            # A compensation failed for good this time: the job's backoff brings it back.
+            raise RuntimeError(f"workflow {workflow_id}: compensation incomplete; retrying")
         return finished.status
 
     def get(self, workflow_id: str) -> Timeline | None:
