@@ -29,10 +29,9 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import Any
 
 import anyio.to_thread
-from fastapi import Header
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
@@ -356,22 +355,18 @@ def _check_payment_fields(body: CheckoutIn) -> None:
     require_idempotency_key=True,
     tags=["checkout"],
 )
-async def checkout(
-    ctx: Context,
-    body: CheckoutIn,
-    # The platform checks the header's presence and format (and documents it); the
-    # function needs its value, which the context does not carry.
-    idempotency_key: Annotated[str | None, Header(include_in_schema=False)] = None,
-) -> OrderOut:
+async def checkout(ctx: Context, body: CheckoutIn) -> OrderOut:
     """Buy the cart: charge the card (or spend credits) and place the order.
 
     Requires an ``Idempotency-Key``: a retry with the same key never charges twice.
     """
     user_id = signed_in(ctx)
     _check_payment_fields(body)
-    if idempotency_key is None:
+    if ctx.idempotency_key is None:
         raise BastionError("idempotency_key_required")
-    run_id = await anyio.to_thread.run_sync(checkout_run_id, ctx.services, user_id, idempotency_key)
+    run_id = await anyio.to_thread.run_sync(
+        checkout_run_id, ctx.services, user_id, ctx.idempotency_key
+    )
     result = await checkout_workflow.run(
         ctx,
         id=run_id,

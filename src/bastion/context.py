@@ -51,8 +51,9 @@ class Context:
         session_data: The visitor's browser-session data (preferences, later the cart),
             or ``None`` without a session. Changes are saved when the response succeeds.
         job: In a job handler, which job and attempt this is; ``None`` elsewhere.
-        idempotency_key: In a workflow step, a key stable across the step's retries and
-            resumptions: pass it to peers (``Idempotency-Key``) so a repeat is harmless.
+        idempotency_key: The request's ``Idempotency-Key`` in a function; in a workflow
+            step, a key stable across the step's retries and resumptions. Pass it to peers
+            (``Idempotency-Key``) so a repeat is harmless.
     """
 
     db: Session | None

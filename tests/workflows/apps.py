@@ -142,3 +142,9 @@ def ledger(ctx: Context, order: str) -> dict[str, int]:
         select(Entry.kind, func.count()).where(Entry.order == order).group_by(Entry.kind)
     ).all()
     return {kind: count for kind, count in rows}
+
+
+@app.action("/keyed")
+async def keyed(ctx: Context) -> str | None:
+    """Echoes the request's Idempotency-Key, as functions see it."""
+    return ctx.idempotency_key

@@ -223,3 +223,9 @@ async def test_a_compensation_that_fails_for_good_is_resumed_until_it_is_done(
     assert UNDONE.count("release") == 1, "the release compensation ran once, not per pass"
     (runner,) = runtime.jobs.store.list(name="bastion.workflow")
     assert runner.attempts == 2, "the first pass failed; the runner job came back"
+
+
+async def test_functions_see_the_requests_idempotency_key(client: BastionClient) -> None:
+    keyed = await client.post("/api/v1/keyed", headers={"Idempotency-Key": "order-77"})
+    assert keyed.json() == "order-77"
+    assert (await client.post("/api/v1/keyed")).json() is None

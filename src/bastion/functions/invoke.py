@@ -51,6 +51,7 @@ class Invoker:
         locale: str = "en",
         request_id: str = "",
         session_data: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
     ) -> Any:
         """Run ``spec`` with ``args``; returns the result validated as ``spec.response``.
 
@@ -71,6 +72,7 @@ class Invoker:
                 services=self.services,
                 function=spec.name,
                 session_data=session_data,
+                idempotency_key=idempotency_key,
             )
 
         if spec.kind is FunctionKind.ACTION:

@@ -89,6 +89,7 @@ def endpoint_for(
             locale=locale_of(scope, settings),
             request_id=request_id_of(scope),
             session_data=session.data if (session := session_of(scope)) is not None else None,
+            idempotency_key=header(scope, b"idempotency-key"),
         )
         return result_response(spec, result, header(scope, b"if-none-match"))
 
