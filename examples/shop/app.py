@@ -71,6 +71,11 @@ app = App(
 )
 # Outbound webhooks (order.created, order.refunded) with their admin endpoints.
 app.use_webhooks()
+# Hourly purge of expired sessions, tokens, idempotency keys and old finished jobs.
+app.use_housekeeping()
+# The gateway is one small service: at most 4 payment jobs at once across all workers,
+# and no more than 20 starts a second (refunds and reconciliations after an outage).
+app.queue("payments", concurrency=4, rate="20/second")
 
 # Importing these modules declares their functions on `app`. They import each other as
 # modules (`from examples.shop import ledger`), never names, so that any of them can be
