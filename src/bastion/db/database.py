@@ -10,6 +10,7 @@ from sqlalchemy import event, exc, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from bastion.db.engine import create_engines, normalize_url
+from bastion.db.writes import WRITES, track_writes, written_tables
 from bastion.errors import ReadOnlyViolation
 from bastion.settings.sections import DatabaseSection
 
@@ -43,6 +44,8 @@ class Database:
             self.read_engine, class_=ReadOnlySession, expire_on_commit=False
         )
         self._commit_hooks: list[Callable[[Session], None]] = []
+        self._write_listeners: list[Callable[[frozenset[str]], None]] = []
+        track_writes(self._write_sessions)
         event.listen(self._write_sessions, "after_commit", self._after_commit)
 
     def on_commit(self, hook: Callable[[Session], None]) -> None:
@@ -50,9 +53,20 @@ class Database:
         rollback): wake-ups for enqueued jobs, later cache invalidation (#5)."""
         self._commit_hooks.append(hook)
 
+    def on_write(self, listener: Callable[[frozenset[str]], None]) -> Callable[[], None]:
+        """Call ``listener(tables)`` after each commit that changed ``tables`` (see
+        :mod:`bastion.db.writes`); returns a function that removes the listener."""
+        self._write_listeners.append(listener)
+        return lambda: self._write_listeners.remove(listener)
+
     def _after_commit(self, session: Session) -> None:
         for hook in self._commit_hooks:
             hook(session)
+        tables = written_tables(session)
+        session.info.pop(WRITES, None)
+        if tables:
+            for listener in list(self._write_listeners):
+                listener(tables)
 
     @property
     def is_sqlite(self) -> bool:
