@@ -33,11 +33,13 @@ from bastion.auth.principal import Principal
 from bastion.auth.service import Authenticator
 from bastion.auth.sessions import DatabaseSessionStore
 from bastion.auth.tokens import Tokens
+from bastion.cache import QueryCache
 from bastion.context import Context
 from bastion.db.database import Database
 from bastion.db.migrations import Migrator
 from bastion.db.pagination import CursorCodec
 from bastion.errors import ErrorCatalog
+from bastion.files import FileService
 from bastion.functions import FunctionKind, FunctionSpec, Invoker, declare
 from bastion.http.auth_routes import (
     AuthRoutes,
@@ -46,6 +48,7 @@ from bastion.http.auth_routes import (
     build_auth_router,
     credential_paths,
 )
+from bastion.http.file_routes import build_download_router, build_upload_router
 from bastion.http.middleware.access_log import AccessLogMiddleware
 from bastion.http.middleware.authentication import AuthenticationMiddleware
 from bastion.http.middleware.body_limit import BodyLimitMiddleware
@@ -66,6 +69,7 @@ from bastion.mail import Mailer, MailPermanentError, MailTemplateError
 from bastion.observability.health import HealthRegistry
 from bastion.observability.logs import configure_logging, get_logger
 from bastion.ratelimit import Limiter
+from bastion.search import SearchIndex
 from bastion.settings import Settings, load_settings
 from bastion.types import ASGIApp, Receive, Scope, Send
 from bastion.webhooks import (
@@ -154,6 +158,9 @@ class App:
             else None
         )
         self.webhooks = WebhookDeclarations()
+        self.search_indexes: dict[str, SearchIndex] = {}
+        #: The admin permission of file routes, set by :meth:`use_files` (``None``: off).
+        self.files_admin: str | None = None
 
     def _register(self, kind: FunctionKind, path: str, options: dict[str, Any]) -> Callable[[F], F]:
         def decorator(fn: F) -> F:
@@ -178,8 +185,12 @@ class App:
         cache_control: str | None = None,
         etag: bool | None = None,
         rate_limit: str | None = None,
+        cache: str | float | timedelta | None = None,
     ) -> Callable[[F], F]:
         """Declare a read-only function served on ``GET path``.
+
+        With ``cache="5m"`` results are kept per arguments and caller for that long,
+        and dropped at once by any commit writing a table the query read.
 
         With ``rate_limit`` (``"10/minute"``) each caller, the user or else the client
         address, may call it that often; more calls are 429 ``rate_limited``.
@@ -197,6 +208,7 @@ class App:
                 cache_control=cache_control,
                 etag=etag,
                 rate_limit=rate_limit,
+                cache=cache,
             ),
         )
 
@@ -498,6 +510,17 @@ class App:
         for spec in admin_functions(admin_permission):
             self._add_function(spec)
 
+    def use_files(self, *, admin_permission: str = "write:all") -> None:
+        """Serve files: ``POST {api_prefix}/files`` (signed-in users upload; multipart
+        field ``file``), ``DELETE {api_prefix}/files/{id}`` (owner or admin) and
+        ``GET /files/{id}?expires=...&sig=...`` (signed downloads). ``runtime.files``
+        works without it too.
+
+        Args:
+            admin_permission: What lets a caller download and delete others' files.
+        """
+        self.files_admin = admin_permission
+
     def use_housekeeping(self, schedule: str = "17 * * * *") -> Job[Any]:
         """Purge expired state on a schedule (hourly by default): database sessions,
         refresh tokens, idempotency keys, finished jobs and cron records older than
@@ -509,6 +532,14 @@ class App:
             return purged
 
         return self.cron(schedule, name="bastion.housekeeping", queue="bastion")(housekeeping)
+
+    def search_index(self, index: SearchIndex) -> SearchIndex:
+        """Declare a full-text index, so that ``bastion search reindex`` (and, with #5's
+        write-set tracking, automatic upkeep) know about it."""
+        if index.name in self.search_indexes:
+            raise ValueError(f"search index {index.name!r} is declared twice")
+        self.search_indexes[index.name] = index
+        return index
 
     def on_startup(self, hook: StartupHook) -> StartupHook:
         """Run ``hook(runtime)`` at start-up, after migrations (sync hooks run on a thread)."""
@@ -586,11 +617,21 @@ class Runtime:
         self.oidc = OidcClient(settings.oidc) if settings.oidc.providers else None
         self.idempotency = IdempotencyStore(self.database, settings.idempotency)
         self.http = HttpClient(settings.integrations, redis_url=settings.redis.url)
-        self.invoker = Invoker(self.database, settings, services=self)
+        self.cache = QueryCache(settings.cache.max_entries)
+        self.database.on_write(self.cache.invalidate)
+        self.invoker = Invoker(
+            self.database,
+            settings,
+            services=self,
+            cache=self.cache if settings.cache.enabled else None,
+        )
         self.jobs = Jobs(self.database, app.jobs, settings, services=self)
         self.workflows = Workflows(self.database, app.workflows, settings, services=self)
         self.mail = Mailer.from_settings(settings.mail, templates_dir=app.mail_templates)
         self.webhooks = WebhookService(app.webhooks, self.database, settings, app.jobs)
+        self.files = FileService(
+            self.database, settings, admin_permission=app.files_admin or "write:all"
+        )
         #: Run a worker inside the server's lifespan (``bastion run --embedded-worker``).
         self.embedded_worker = bool(settings.jobs.embedded_worker)
         self.cursors = CursorCodec(settings.app.secret_key.get_secret_value())
@@ -705,6 +746,9 @@ class Runtime:
                         self.app.api_prefix,
                     )
                 )
+            if self.app.files_admin is not None:
+                routers.append((build_upload_router(self.files), self.app.api_prefix))
+                routers.append((build_download_router(self.files), ""))
             receivers = self.webhooks.router()
             if receivers is not None:
                 routers.insert(0, (receivers, self.app.api_prefix))

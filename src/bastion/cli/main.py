@@ -12,6 +12,7 @@
 ``idempotency``    :mod:`bastion.cli.idempotency`
 ``worker``         :mod:`bastion.cli.worker`
 ``jobs ...``       :mod:`bastion.cli.jobs`
+``search ...``     :mod:`bastion.cli.search`
 =================  ==========================================================
 """
 
@@ -32,6 +33,7 @@ from bastion.cli import (
     openapi,
     routes,
     run,
+    search,
     user,
     worker,
 )
@@ -58,6 +60,7 @@ cli.add_typer(auth.group)
 cli.add_typer(idempotency.group)
 cli.command("worker")(worker.worker)
 cli.add_typer(jobs.group)
+cli.add_typer(search.group)
 
 
 def _show_version(value: bool) -> None:

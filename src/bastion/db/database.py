@@ -10,6 +10,7 @@ from sqlalchemy import event, exc, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from bastion.db.engine import create_engines, normalize_url
+from bastion.db.reads import track_reads
 from bastion.db.writes import WRITES, track_writes, written_tables
 from bastion.errors import ReadOnlyViolation
 from bastion.settings.sections import DatabaseSection
@@ -44,8 +45,9 @@ class Database:
             self.read_engine, class_=ReadOnlySession, expire_on_commit=False
         )
         self._commit_hooks: list[Callable[[Session], None]] = []
-        self._write_listeners: list[Callable[[frozenset[str]], None]] = []
+        self._write_listeners: list[Callable[[frozenset[str]], object]] = []
         track_writes(self._write_sessions)
+        track_reads(self._read_sessions)
         event.listen(self._write_sessions, "after_commit", self._after_commit)
 
     def on_commit(self, hook: Callable[[Session], None]) -> None:
@@ -53,7 +55,7 @@ class Database:
         rollback): wake-ups for enqueued jobs, later cache invalidation (#5)."""
         self._commit_hooks.append(hook)
 
-    def on_write(self, listener: Callable[[frozenset[str]], None]) -> Callable[[], None]:
+    def on_write(self, listener: Callable[[frozenset[str]], object]) -> Callable[[], None]:
         """Call ``listener(tables)`` after each commit that changed ``tables`` (see
         :mod:`bastion.db.writes`); returns a function that removes the listener."""
         self._write_listeners.append(listener)

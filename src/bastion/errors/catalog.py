@@ -34,6 +34,7 @@ PLATFORM_CODES: dict[str, int] = {
     "account_banned": 401,
     "permission_denied": 403,
     "csrf_failed": 403,
+    "url_expired": 403,
     "not_found": 404,
     "method_not_allowed": 405,
     "not_acceptable": 406,

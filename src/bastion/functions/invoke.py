@@ -13,8 +13,10 @@ import anyio.to_thread
 from sqlalchemy import exc as sa_exc
 
 from bastion.auth.principal import Principal
+from bastion.cache import QueryCache, cache_key
 from bastion.context import Context
 from bastion.db.database import Database, is_unavailable_error
+from bastion.db.reads import record_reads
 from bastion.errors import (
     BastionError,
     Conflict,
@@ -36,10 +38,17 @@ class Invoker:
         services: The runtime, reachable as ``ctx.services``.
     """
 
-    def __init__(self, database: Database, settings: Settings, services: Any = None) -> None:
+    def __init__(
+        self,
+        database: Database,
+        settings: Settings,
+        services: Any = None,
+        cache: QueryCache | None = None,
+    ) -> None:
         self.database = database
         self.settings = settings
         self.services = services
+        self.cache = cache
         self._log = get_logger("bastion.functions")
 
     async def invoke(
@@ -79,7 +88,26 @@ class Invoker:
             result = await spec.fn(context(None), **args)
             return _validate(spec, result)
 
+        if spec.cache_ttl_s is not None and self.cache is not None:
+
+            async def compute() -> tuple[Any, frozenset[str]]:
+                return await anyio.to_thread.run_sync(self._run_tracking_reads, spec, args, context)
+
+            key = cache_key(spec.name, args, user.id if user else None)
+            return await self.cache.get_or_compute(key, spec.cache_ttl_s, compute)
+
         return await anyio.to_thread.run_sync(self._run_in_transaction, spec, args, context)
+
+    def _run_tracking_reads(
+        self, spec: FunctionSpec, args: Mapping[str, Any], context: Callable[[Any], Context]
+    ) -> tuple[Any, frozenset[str]]:
+        try:
+            with self.database.read_transaction() as session:
+                reads = record_reads(session)
+                result = _validate(spec, spec.fn(context(session), **args))
+                return result, frozenset(reads)
+        except sa_exc.DBAPIError as error:
+            raise database_error(error) from error
 
     def _run_in_transaction(
         self, spec: FunctionSpec, args: Mapping[str, Any], context: Callable[[Any], Context]

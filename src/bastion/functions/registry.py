@@ -6,12 +6,14 @@ import inspect
 import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
 from limits import RateLimitItem
 from pydantic import TypeAdapter
 
+from bastion.cache import parse_ttl
 from bastion.ratelimit import parse_limits
 
 
@@ -44,6 +46,8 @@ class FunctionSpec:
         cache_control: Sent on successful GET responses.
         etag: Send ``ETag`` and answer ``If-None-Match`` with 304 (GET only).
         idempotency_required: Refuse calls without an ``Idempotency-Key`` (400).
+        cache_ttl_s: A query's results are cached this long per arguments and caller, and
+            dropped sooner by any commit that writes a table the query read.
         rate_limit: Calls allowed per caller (user, else client address) on top of the
             request limits; empty for none.
     """
@@ -65,6 +69,7 @@ class FunctionSpec:
     etag: bool = False
     idempotency_required: bool = False
     rate_limit: tuple[RateLimitItem, ...] = ()
+    cache_ttl_s: float | None = None
 
 
 def declare(
@@ -82,6 +87,7 @@ def declare(
     etag: bool | None,
     idempotency_required: bool = False,
     rate_limit: str | None = None,
+    cache: str | float | timedelta | None = None,
 ) -> FunctionSpec:
     """Check a function's shape and describe it; raises TypeError with a clear message."""
     is_async = inspect.iscoroutinefunction(fn)
@@ -108,6 +114,13 @@ def declare(
         raise ValueError(
             f"{label}: rate_limit {rate_limit!r} is not a limit like '10/minute'"
         ) from None
+
+    if cache is not None and kind is not FunctionKind.QUERY:
+        raise TypeError(f"{label}: only queries can be cached; their results change by commits")
+    try:
+        cache_ttl_s = parse_ttl(cache) if cache is not None else None
+    except ValueError as error:
+        raise ValueError(f"{label}: {error}") from None
 
     hints = typing.get_type_hints(fn, include_extras=True)
     signature = inspect.signature(fn)
@@ -144,4 +157,5 @@ def declare(
         etag=chosen == "GET" if etag is None else etag,
         idempotency_required=idempotency_required,
         rate_limit=limits,
+        cache_ttl_s=cache_ttl_s,
     )

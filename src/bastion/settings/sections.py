@@ -300,6 +300,15 @@ class JobsSection(Section):
     the schedule's ``catch_up`` decides."""
 
 
+class CacheSection(Section):
+    """The query cache (``@app.query(..., cache="5m")``)."""
+
+    enabled: bool = True
+    """Off: every cached query runs every time (for debugging)."""
+    max_entries: int = Field(10_000, ge=1, le=10_000_000)
+    """Results kept per process; the least recently used go first."""
+
+
 class IntegrationsSection(Section):
     """Outbound HTTP (``runtime.http``): timeouts, retries and circuit breakers."""
 
@@ -390,6 +399,23 @@ class WebhooksSection(Section):
     """The ``User-Agent`` of deliveries, so receivers can tell them apart in their logs."""
 
 
+class FilesSection(Section):
+    """Uploaded files (``bastion.files``): where they are kept, how large, which types."""
+
+    root: str = "var/files"
+    """The local storage folder, relative to the current directory unless absolute."""
+    max_bytes: int = Field(10 * 1024 * 1024, ge=1)
+    """Uploads larger than this are refused with 413 ``payload_too_large`` while they stream
+    in. The whole request is also bounded by ``server.max_body_bytes``."""
+    url_ttl_s: int = Field(300, ge=1, le=7 * 24 * 3600)
+    """How long a signed download URL stays valid unless ``url(ttl_s=...)`` says otherwise."""
+    allowed_types: list[str] = Field(
+        default_factory=lambda: ["image/jpeg", "image/png", "image/webp", "image/gif"]
+    )
+    """Content types accepted, as sniffed from the bytes (an upload call may pass its own);
+    the sniffer knows JPEG, PNG, GIF, WebP and PDF."""
+
+
 class SecuritySection(Section):
     hsts: bool | None = None
     """Send Strict-Transport-Security; defaults to on in production only."""
@@ -461,8 +487,10 @@ class Settings(BaseModel):
     idempotency: IdempotencySection = IdempotencySection()
     integrations: IntegrationsSection = IntegrationsSection()
     jobs: JobsSection = JobsSection()
+    cache: CacheSection = CacheSection()
     mail: MailSection = MailSection()
     webhooks: WebhooksSection = WebhooksSection()
+    files: FilesSection = FilesSection()
     security: SecuritySection = SecuritySection()
     cors: CorsSection = CorsSection()
     extensions: dict[str, Any] = Field(default_factory=dict)

@@ -1,0 +1,35 @@
+"""Files: streamed uploads checked by size and magic bytes, pluggable storage, signed
+expiring download URLs, per-file access policy and an access audit.
+
+``app.use_files()`` mounts ``POST {api_prefix}/files`` and ``GET /files/{id}``;
+``runtime.files`` is the :class:`FileService`.
+"""
+
+from __future__ import annotations
+
+from bastion.files.base import BlobNotFound, Storage, StorageError
+from bastion.files.local import LocalStorage
+from bastion.files.records import ACCESS_LEVELS, Access, FileRecord
+from bastion.files.service import DOWNLOAD_PREFIX, Download, FileService, StoredFile
+from bastion.files.signed_urls import UrlSigner
+from bastion.files.sniffing import KNOWN_TYPES, sniff_content_type
+from bastion.files.uploads import MultipartFile, UploadLimits
+
+__all__ = [
+    "ACCESS_LEVELS",
+    "DOWNLOAD_PREFIX",
+    "KNOWN_TYPES",
+    "Access",
+    "BlobNotFound",
+    "Download",
+    "FileRecord",
+    "FileService",
+    "LocalStorage",
+    "MultipartFile",
+    "Storage",
+    "StorageError",
+    "StoredFile",
+    "UploadLimits",
+    "UrlSigner",
+    "sniff_content_type",
+]
