@@ -9,9 +9,11 @@ import anyio
 import pytest
 from sqlalchemy import select
 
-from bastion import Principal, Runtime
+from bastion import BastionError, Principal, Runtime
 from bastion.auth.audit import AuditEntry
 from bastion.testing import BastionClient
+from examples.shop import ledger
+from examples.shop.models import CreditEntry
 from tests.examples.shop.conftest import ADMIN, USER
 from tests.examples.shop.shoppers import API, balance_of, grant_credits, make_user, problem
 
@@ -132,3 +134,41 @@ async def test_concurrent_debits_never_take_the_balance_below_zero(
             group.start_soon(take)
     assert sorted(statuses) == [200] * 3 + [409] * 5
     assert balance_of(runtime, shopper) == 100
+
+
+@pytest.mark.slow
+async def test_a_thousand_concurrent_debits_of_one_against_a_hundred_leave_exactly_zero(
+    runtime: Runtime,
+) -> None:
+    """Issue #5's acceptance: exactly 100 succeed, the balance ends at 0, and the ledger
+    holds exactly those 100 debits."""
+    shopper = make_user(runtime, "ada@example.com")
+    grant_credits(runtime, shopper, 100)
+    outcomes: list[str] = []
+    threads = anyio.CapacityLimiter(32)
+
+    def debit() -> None:
+        try:
+            with runtime.database.transaction() as session:
+                ledger.add_credits(session, int(shopper.id), -1, "race")
+        except BastionError as error:
+            outcomes.append(error.error_code)
+        else:
+            outcomes.append("debited")
+
+    async def attempt() -> None:
+        await anyio.to_thread.run_sync(debit, limiter=threads)
+
+    async with anyio.create_task_group() as group:
+        for _ in range(1000):
+            group.start_soon(attempt)
+    assert sorted(set(outcomes)) == ["debited", "insufficient_credits"]
+    assert (outcomes.count("debited"), outcomes.count("insufficient_credits")) == (100, 900)
+    assert balance_of(runtime, shopper) == 0
+    with runtime.database.read_transaction() as session:
+        debits = session.scalars(
+            select(CreditEntry.amount_cents).where(
+                CreditEntry.user_id == int(shopper.id), CreditEntry.reason == "race"
+            )
+        ).all()
+    assert debits == [-1] * 100
