@@ -52,7 +52,10 @@ def _sees_inactive(ctx: Context) -> bool:
     return ctx.user is not None and ctx.user.has("read:all")
 
 
-@app.query("/categories", tags=["catalog"])
+# Categories change rarely: cached, and dropped by any commit to the categories table.
+# (Product pages wait for cross-process invalidation: with several API processes a
+# cached stock level could lag another process's checkout until the TTL.)
+@app.query("/categories", tags=["catalog"], cache="5m")
 def list_categories(ctx: Context) -> list[CategoryOut]:
     """List every category, by name."""
     return list(ctx.session.scalars(select(Category).order_by(Category.name, Category.id)))

@@ -212,3 +212,20 @@ async def test_creating_products_has_its_own_rate_limit(client: BastionClient) -
     # The tightest limit is the function's 120/minute, not the per-user default.
     assert response.headers["ratelimit-limit"] == "120"
     assert response.headers["ratelimit-remaining"] == "119"
+
+
+async def test_the_cached_category_list_follows_new_categories(
+    client: BastionClient, runtime: Runtime
+) -> None:
+    before = (await client.get("/api/v1/categories")).json()
+    assert (await client.get("/api/v1/categories")).json() == before
+    hits = runtime.cache.hits
+    assert hits >= 1, "the second read was served from the cache"
+    with client.acting_as(ADMIN):
+        created = await client.post(
+            "/api/v1/categories", json={"name": "Zz cached", "slug": "zz-cached"}
+        )
+    assert created.status_code == 201
+    after = (await client.get("/api/v1/categories")).json()
+    assert [c["slug"] for c in after] == [c["slug"] for c in before] + ["zz-cached"]
+    assert runtime.cache.hits == hits, "the commit dropped the entry: a miss, not a hit"
