@@ -166,9 +166,9 @@ async def create_charge(services: Runtime, *, amount_cents: int, token: str, key
         json={"amount_cents": amount_cents, "currency": CURRENCY, "token": token},
     )
     if response.status_code == 402:
-        # The status is given, not only declared in the messages: the workflow engine
-        # needs it to see a client error, which it must not retry.
-        raise BastionError("payment_declined", status=402)
+        # Declared 402 in the shop's messages: the workflow sees a client error and does
+        # not retry it.
+        raise BastionError("payment_declined")
     if response.status_code != 201:
         raise _refused(response)
     return _charge_of(response.json())

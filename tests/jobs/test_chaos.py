@@ -7,12 +7,9 @@ table must hold exactly one row per job.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import anyio
 import pytest
@@ -22,28 +19,13 @@ from bastion import Runtime
 from bastion.jobs import JobRow
 from bastion.jobs.store import enqueue_many
 from tests.jobs.apps import Effect, record
+from tests.jobs.conftest import start_worker
 
-ROOT = Path(__file__).resolve().parents[2]
 JOBS = 2000
 
 
-def start_worker(database_url: str) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "BASTION_DATABASE_URL": database_url,
-        "BASTION_JOBS_LEASE_S": "1.5",
-        "BASTION_JOBS_POLL_INTERVAL_S": "0.1",
-        "BASTION_JOBS_CONCURRENCY": "8",
-        "BASTION_LOG_LEVEL": "WARNING",
-        "PYTHONPATH": str(ROOT),
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "bastion", "worker", "tests.jobs.apps:app"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+def start_chaos_worker(database_url: str) -> subprocess.Popen[bytes]:
+    return start_worker(database_url, lease_s="1.5", poll_interval_s="0.1", concurrency="8")
 
 
 def tally(runtime: Runtime) -> tuple[int, int, int, int]:
@@ -66,7 +48,7 @@ async def test_killing_workers_every_second_loses_nothing_and_repeats_nothing(
 ) -> None:
     with runtime.database.transaction() as session:
         enqueue_many(session, record.spec, [{"key": f"job-{i}"} for i in range(JOBS)])
-    workers = [start_worker(bastion_database_url), start_worker(bastion_database_url)]
+    workers = [start_chaos_worker(bastion_database_url), start_chaos_worker(bastion_database_url)]
     born = {id(w): time.monotonic() for w in workers}
     kills = 0
     try:
@@ -82,7 +64,7 @@ async def test_killing_workers_every_second_loses_nothing_and_repeats_nothing(
                 victim.send_signal(signal.SIGKILL)
                 victim.wait()
                 kills += 1
-                workers.append(start_worker(bastion_database_url))
+                workers.append(start_chaos_worker(bastion_database_url))
                 born[id(workers[-1])] = time.monotonic()
     finally:
         for worker in workers:

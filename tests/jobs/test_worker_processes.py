@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,31 +12,9 @@ from sqlalchemy import select
 from bastion import Runtime
 from bastion.jobs.store import enqueue_many
 from tests.jobs.apps import Effect, hold, metered, progressing
-from tests.jobs.conftest import eventually, job, status_is
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.jobs.conftest import eventually, job, start_worker, status_is
 
 pytestmark = pytest.mark.slow
-
-
-def start_worker(
-    database_url: str, *args: str, log: Path | None = None, **settings: str
-) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "BASTION_DATABASE_URL": database_url,
-        "BASTION_JOBS_POLL_INTERVAL_S": "0.05",
-        "BASTION_LOG_LEVEL": "WARNING",
-        "PYTHONPATH": str(ROOT),
-        **{f"BASTION_JOBS_{key.upper()}": value for key, value in settings.items()},
-    }
-    command = [sys.executable, "-m", "bastion", "worker", "tests.jobs.apps:app", *args]
-    if log is None:
-        return subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-    with log.open("wb") as output:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=output)
 
 
 def marks(runtime: Runtime) -> list[tuple[float, float]]:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import sys
+import subprocess
 from pathlib import Path
 
-import anyio
 from sqlalchemy import func, select
 
 from bastion import Principal, Runtime
 from bastion.testing import BastionClient
-from tests.jobs.conftest import eventually, run_until
+from tests.jobs.conftest import eventually, run_until, start_worker
 from tests.workflows.apps import (
     CALLS,
     UNDONE,
@@ -23,8 +21,6 @@ from tests.workflows.apps import (
     parent,
     pay_by_card,
 )
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def ledger(runtime: Runtime, order: str) -> dict[str, int]:
@@ -176,28 +172,23 @@ async def test_a_workflow_killed_between_steps_resumes_without_repeating_them(
     gate_file = tmp_path / "open"
     with runtime.database.transaction() as session:
         workflow_id = gated.start(session, order="k", path=str(gate_file))
-    env = {
-        **os.environ,
-        "BASTION_DATABASE_URL": bastion_database_url,
-        "BASTION_JOBS_LEASE_S": "1",
-        "BASTION_JOBS_POLL_INTERVAL_S": "0.05",
-        "BASTION_LOG_LEVEL": "WARNING",
-        "PYTHONPATH": str(ROOT),
-    }
-    command = [sys.executable, "-m", "bastion", "worker", "tests.workflows.apps:app"]
-    first = await anyio.open_process(command, cwd=ROOT, env=env, stdout=None, stderr=None)
+
+    def gated_worker() -> subprocess.Popen[bytes]:
+        return start_worker(bastion_database_url, app="tests.workflows.apps:app", lease_s="1")
+
+    first = gated_worker()
     try:
         await eventually(lambda: ledger(runtime, "k") == {"reserve": 1}, limit_s=20)
         first.send_signal(signal.SIGKILL)
     finally:
-        await first.wait()
+        first.wait()
     gate_file.touch()
-    second = await anyio.open_process(command, cwd=ROOT, env=env, stdout=None, stderr=None)
+    second = gated_worker()
     try:
         await eventually(lambda: status(runtime, workflow_id) == "succeeded", limit_s=20)
     finally:
         second.terminate()
-        await second.wait()
+        second.wait()
     assert ledger(runtime, "k") == {"reserve": 1, "order": 1}, "reserve ran once"
 
 

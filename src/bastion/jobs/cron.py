@@ -95,7 +95,7 @@ class Scheduler:
                 last = session.execute(
                     select(func.max(FIRES.c.fire_time)).where(FIRES.c.schedule == schedule.name)
                 ).scalar()
-                due = schedule.due(now, _aware(last), self.grace)
+                due = schedule.due(now, last, self.grace)
                 if due is None:
                     continue
                 dialect = session.get_bind().dialect.name
@@ -125,9 +125,3 @@ class Scheduler:
         now = now or self.clock()
         soonest = min(s.next_tick(now) for s in self.schedules)
         return max(0.0, (soonest - now).total_seconds())
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)

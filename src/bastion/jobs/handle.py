@@ -79,7 +79,7 @@ class BoundJob:
 
     def enqueue(self, target: Context | Session, /, **args: Any) -> int:
         session, request_id = _session_of(target, self.spec.name)
-        job_id = store.enqueue(
+        return store.enqueue(
             session,
             self.spec,
             args,
@@ -88,8 +88,6 @@ class BoundJob:
             dedup_key=self.dedup_key,
             request_id=request_id,
         )
-        assert job_id is not None
-        return job_id
 
 
 def _session_of(target: Context | Session, name: str) -> tuple[Session, str | None]:

@@ -86,7 +86,7 @@ def enqueue(
     priority: int | None = None,
     dedup_key: str | None = None,
     request_id: str | None = None,
-) -> int | None:
+) -> int:
     """Insert a job in ``session``'s transaction; returns its id.
 
     With a ``dedup_key`` already used (by a job in any state), nothing is inserted
@@ -105,9 +105,10 @@ def enqueue(
             .returning(JOBS.c.id)
         ).scalar_one_or_none()
         if inserted is None:
-            return session.execute(
+            existing: int = session.execute(
                 select(JOBS.c.id).where(JOBS.c.dedup_key == dedup_key)
-            ).scalar_one_or_none()
+            ).scalar_one()
+            return existing
         job_id = inserted
     _announce(session, spec.queue, dialect)
     return int(job_id)
@@ -476,48 +477,40 @@ class JobStore:
 
     def retry(self, job_id: int) -> bool:
         """Run a dead or cancelled job again now, with a fresh set of attempts."""
-        with self.database.transaction() as session:
-            changed = _changed(
-                session.execute(
-                    update(JOBS)
-                    .where(
-                        JOBS.c.id == job_id,
-                        JOBS.c.status.in_([JobStatus.DEAD.value, JobStatus.CANCELLED.value]),
-                    )
-                    .values(
-                        status=JobStatus.QUEUED.value,
-                        attempts=0,
-                        run_at=utcnow(),
-                        finished_at=None,
-                        claim_token=None,
-                    )
-                )
-            )
-            queue = session.execute(select(JOBS.c.queue).where(JOBS.c.id == job_id)).scalar()
-            if changed and queue is not None:
-                _announce(session, queue, self.database.backend)
-        return bool(changed)
+        return self._transition(
+            job_id,
+            (JobStatus.DEAD, JobStatus.CANCELLED),
+            status=JobStatus.QUEUED.value,
+            attempts=0,
+            run_at=utcnow(),
+            finished_at=None,
+            claim_token=None,
+        )
 
     def cancel(self, job_id: int) -> bool:
         """Cancel a queued job, or a running one (its worker stops it at the next lease
         extension and its completion is refused)."""
+        return self._transition(
+            job_id,
+            (JobStatus.QUEUED, JobStatus.RUNNING),
+            status=JobStatus.CANCELLED.value,
+            claim_token=None,
+            lease_until=None,
+            finished_at=utcnow(),
+        )
+
+    def _transition(self, job_id: int, sources: Sequence[JobStatus], **values: Any) -> bool:
+        """An operator's move of one job out of ``sources``; False when it was elsewhere."""
         with self.database.transaction() as session:
-            changed = _changed(
-                session.execute(
-                    update(JOBS)
-                    .where(
-                        JOBS.c.id == job_id,
-                        JOBS.c.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]),
-                    )
-                    .values(
-                        status=JobStatus.CANCELLED.value,
-                        claim_token=None,
-                        lease_until=None,
-                        finished_at=utcnow(),
-                    )
-                )
-            )
-        return bool(changed)
+            queue = session.execute(
+                update(JOBS)
+                .where(JOBS.c.id == job_id, JOBS.c.status.in_([s.value for s in sources]))
+                .values(values)
+                .returning(JOBS.c.queue)
+            ).scalar_one_or_none()
+            if queue is not None and values["status"] == JobStatus.QUEUED.value:
+                _announce(session, queue, self.database.backend)
+        return queue is not None
 
     def purge(self, older_than: timedelta) -> tuple[int, int]:
         """Delete finished jobs and cron fire records older than ``older_than``;

@@ -235,19 +235,7 @@ class WorkflowRun:
         def run() -> Any:
             with self._database.transaction() as session:
                 output = to_jsonable_python(fn(self.context(session, position, name), **args))
-                session.add(
-                    StepRow(
-                        workflow_id=self.id,
-                        position=position,
-                        name=name,
-                        kind="mutation",
-                        status="succeeded",
-                        output=output,
-                        attempts=1,
-                        finished_at=utcnow(),
-                    )
-                )
-                _touch(session, self.id)
+                self._record(session, position, name, "mutation", output=output)
             return output
 
         try:
@@ -300,36 +288,41 @@ class WorkflowRun:
     def _checkpoint(self, position: int, name: str, kind: str, output: Any, attempts: int) -> None:
         try:
             with self._database.transaction() as session:
-                session.add(
-                    StepRow(
-                        workflow_id=self.id,
-                        position=position,
-                        name=name,
-                        kind=kind,
-                        status="succeeded",
-                        output=output,
-                        attempts=attempts,
-                        finished_at=utcnow(),
-                    )
-                )
-                _touch(session, self.id)
+                self._record(session, position, name, kind, output=output, attempts=attempts)
         except sa_exc.IntegrityError:
             pass  # checkpointed by a concurrent runner: the first output stands
 
     def _write_sleep(self, position: int, name: str, wake_at: datetime) -> None:
         with self._database.transaction() as session:
-            session.add(
-                StepRow(
-                    workflow_id=self.id,
-                    position=position,
-                    name=name,
-                    kind="sleep",
-                    status="sleeping",
-                    wake_at=wake_at,
-                    attempts=1,
-                )
+            self._record(session, position, name, "sleep", status="sleeping", wake_at=wake_at)
+
+    def _record(
+        self,
+        session: Session,
+        position: int,
+        name: str,
+        kind: str,
+        *,
+        output: Any = None,
+        attempts: int = 1,
+        status: str = "succeeded",
+        wake_at: datetime | None = None,
+    ) -> None:
+        """Write a step's checkpoint (its primary key admits one) and touch the run."""
+        session.add(
+            StepRow(
+                workflow_id=self.id,
+                position=position,
+                name=name,
+                kind=kind,
+                status=status,
+                output=output,
+                attempts=attempts,
+                wake_at=wake_at,
+                finished_at=utcnow() if status == "succeeded" else None,
             )
-            _touch(session, self.id, status="sleeping")
+        )
+        _touch(session, self.id, status="sleeping" if status == "sleeping" else None)
 
     def _finish_sleep(self, position: int) -> None:
         with self._database.transaction() as session:
