@@ -1,10 +1,12 @@
-"""Accounts: bastion's account endpoints, plus the shop's welcome email on registration."""
+"""Accounts: bastion's account endpoints, plus the shop's welcome email on registration
+and the merge of the visitor's session cart into the user's cart at login."""
 
 from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
 from bastion.auth import User
+from examples.shop import cart
 from examples.shop.app import app
 
 
@@ -25,4 +27,4 @@ def queue_welcome_email(session: Session, user: User) -> None:
     )
 
 
-app.use_auth(on_register=queue_welcome_email)
+app.use_auth(on_register=queue_welcome_email, on_login=cart.merge_session_cart)

@@ -39,7 +39,7 @@ from bastion import BastionError, Context, FieldError, Retry, Runtime, Validatio
 from bastion.auth import User
 from bastion.webhooks import publish
 from bastion.workflows import WorkflowRow, WorkflowRun
-from examples.shop import ledger, orders, payments
+from examples.shop import cart, ledger, live, orders, payments
 from examples.shop.app import app, shop_settings, signed_in
 from examples.shop.models import CartItem, Order, OrderItem, Product
 from examples.shop.schemas import CheckoutIn, OrderOut, PaymentMethod, ShippingMethod
@@ -267,6 +267,7 @@ def _take_from_cart(session: Session, user_id: int, items: list[dict[str, Any]])
             .where(*line, CartItem.quantity > item["quantity"])
             .values(quantity=CartItem.quantity - item["quantity"])
         )
+    live.cart_updated(session, user_id, cart.load_cart(session, user_id))
 
 
 @app.workflow(name="checkout", step_retry=Retry(max_attempts=3, base_s=0.2, max_delay_s=2))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -14,6 +14,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -22,6 +23,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, rela
 
 from bastion import NAMING_CONVENTION, UTCDateTime
 from bastion.auth import User
+from bastion.search import SearchIndex
 
 #: A cart line holds 1 to 99 of a product (shop-api.md, Cart).
 MAX_LINE_QUANTITY = 99
@@ -66,10 +68,23 @@ class Product(Base):
     weight_grams: Mapped[int] = mapped_column(Integer, default=0)
     category_id: Mapped[int] = mapped_column(ForeignKey("shop_categories.id"), index=True)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
-    image_url: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    # A bastion_files id, not a URL: responses sign a fresh, expiring URL to it.
+    image_file_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     popularity_score: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_now)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_now, onupdate=_now)
+
+
+#: ``GET /products?q=``: a match in the name outranks one only in the description.
+#: Declared on the app in catalog.py (which keeps it in step with ORM writes) and
+#: created by migration shop_0005.
+product_search = SearchIndex(
+    "shop_product_search",
+    cast(Table, Product.__table__),
+    key="id",
+    fields={"name": "A", "description": "B"},
+    filters=["category_id", "is_active"],
+)
 
 
 class CartItem(Base):

@@ -73,7 +73,9 @@ def list_orders(
     return {"data": [order_out(order) for order in result.data], "pagination": result.pagination}
 
 
-@app.query("/orders/{order_id}", tags=["orders"])
+# The primary, with read replicas configured: a buyer fetches the order right after the
+# checkout that created it, and a replica a moment behind would answer 404.
+@app.query("/orders/{order_id}", tags=["orders"], primary=True)
 def get_order(ctx: Context, order_id: int) -> OrderOut:
     """One order, for its buyer or an admin; anyone else gets 404, as if it did not exist."""
     if ctx.user is None:

@@ -64,7 +64,8 @@ class ProductOut(BaseModel):
     weight_grams: int
     category_id: int
     is_active: bool
-    image_url: str | None
+    image_url: str | None = None
+    """A signed download URL of the product's image, valid ``files.url_ttl_s``."""
     popularity_score: int
     created_at: datetime
     updated_at: datetime

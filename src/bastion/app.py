@@ -14,6 +14,7 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,7 +34,7 @@ from bastion.auth.principal import Principal
 from bastion.auth.service import Authenticator
 from bastion.auth.sessions import DatabaseSessionStore
 from bastion.auth.tokens import Tokens
-from bastion.cache import QueryCache
+from bastion.cache import build_query_cache
 from bastion.context import Context
 from bastion.db.database import Database
 from bastion.db.migrations import Migrator
@@ -43,6 +44,7 @@ from bastion.files import FileService
 from bastion.functions import FunctionKind, FunctionSpec, Invoker, declare
 from bastion.http.auth_routes import (
     AuthRoutes,
+    LoginHook,
     Preferences,
     RegisterHook,
     build_auth_router,
@@ -59,6 +61,7 @@ from bastion.http.middleware.rate_limit import RateLimitMiddleware
 from bastion.http.middleware.request_id import RequestIdMiddleware
 from bastion.http.middleware.security_headers import SecurityHeadersMiddleware
 from bastion.http.problems import ProblemRenderer
+from bastion.http.realtime_routes import build_realtime_router
 from bastion.http.routing import build_api
 from bastion.http.workflow_routes import build_workflow_router
 from bastion.idempotency import IdempotencyStore
@@ -68,8 +71,11 @@ from bastion.jobs.cron import CatchUp, CronSpec, check_expression
 from bastion.mail import Mailer, MailPermanentError, MailTemplateError
 from bastion.observability.health import HealthRegistry
 from bastion.observability.logs import configure_logging, get_logger
+from bastion.pubsub import Bus, Message, make_bus
 from bastion.ratelimit import Limiter
+from bastion.realtime import Realtime, RealtimeDeclarations
 from bastion.search import SearchIndex
+from bastion.search.upkeep import keep_in_step
 from bastion.settings import Settings, load_settings
 from bastion.types import ASGIApp, Receive, Scope, Send
 from bastion.webhooks import (
@@ -135,6 +141,8 @@ class App:
             self.errors.load_dir(Path(messages))
         self.functions: list[FunctionSpec] = []
         self.routers: list[tuple[APIRouter, str]] = []
+        #: Routers built per runtime, for routes that use its services (see include_router).
+        self.router_factories: list[tuple[Callable[[Runtime], APIRouter], str]] = []
         self.startup_hooks: list[StartupHook] = []
         self.auth_routes: AuthRoutes | None = None
         self.jobs = JobRegistry()
@@ -159,6 +167,7 @@ class App:
         )
         self.webhooks = WebhookDeclarations()
         self.search_indexes: dict[str, SearchIndex] = {}
+        self.realtime = RealtimeDeclarations()
         #: The admin permission of file routes, set by :meth:`use_files` (``None``: off).
         self.files_admin: str | None = None
 
@@ -186,11 +195,16 @@ class App:
         etag: bool | None = None,
         rate_limit: str | None = None,
         cache: str | float | timedelta | None = None,
+        primary: bool = False,
     ) -> Callable[[F], F]:
         """Declare a read-only function served on ``GET path``.
 
         With ``cache="5m"`` results are kept per arguments and caller for that long,
         and dropped at once by any commit writing a table the query read.
+
+        With ``[database] replica_urls`` queries read from a replica, which may lag
+        behind; ``primary=True`` reads from the primary, for a query that must see the
+        caller's own latest writes (cached queries always do).
 
         With ``rate_limit`` (``"10/minute"``) each caller, the user or else the client
         address, may call it that often; more calls are 429 ``rate_limited``.
@@ -209,6 +223,7 @@ class App:
                 etag=etag,
                 rate_limit=rate_limit,
                 cache=cache,
+                primary=primary,
             ),
         )
 
@@ -413,15 +428,23 @@ class App:
             ) from None
         self.jobs.queues[name] = spec
 
-    def include_router(self, router: APIRouter, *, prefix: str = "") -> None:
-        """Mount a plain FastAPI router beside bastion's functions."""
-        self.routers.append((router, prefix))
+    def include_router(
+        self, router: APIRouter | Callable[[Runtime], APIRouter], *, prefix: str = ""
+    ) -> None:
+        """Mount a plain FastAPI router beside bastion's functions; or a function that
+        builds one from the runtime, when its routes use the runtime's services (a
+        streamed upload into ``runtime.files``, say)."""
+        if isinstance(router, APIRouter):
+            self.routers.append((router, prefix))
+        else:
+            self.router_factories.append((router, prefix))
 
     def use_auth(
         self,
         *,
         preferences: type[BaseModel] = Preferences,
         on_register: RegisterHook | None = None,
+        on_login: LoginHook | None = None,
         admin_permission: str = "write:all",
     ) -> None:
         """Serve the account endpoints under the API prefix: register, login, logout,
@@ -432,10 +455,28 @@ class App:
                 feeds the error-message locale).
             on_register: Called with the session and the new user inside the
                 registration transaction (a welcome email's outbox row, say).
+            on_login: Called at every sign-in (password or OpenID Connect) with a write
+                session, the user and the data the new browser session will hold, before
+                that session starts. Change the data in place (pop an anonymous cart, say);
+                if the hook raises, its transaction rolls back and the login fails with no
+                session started.
             admin_permission: What ban and unban require.
+
+        Example:
+            ```python
+            def merge_cart(session: Session, user: User, data: dict[str, Any]) -> None:
+                for product_id, quantity in data.pop("cart", {}).items():
+                    add_to_cart(session, user.id, int(product_id), quantity)
+
+
+            app.use_auth(on_login=merge_cart)
+            ```
         """
         self.auth_routes = AuthRoutes(
-            preferences=preferences, on_register=on_register, admin_permission=admin_permission
+            preferences=preferences,
+            on_register=on_register,
+            on_login=on_login,
+            admin_permission=admin_permission,
         )
 
     def webhook_receiver(
@@ -534,12 +575,30 @@ class App:
         return self.cron(schedule, name="bastion.housekeeping", queue="bastion")(housekeeping)
 
     def search_index(self, index: SearchIndex) -> SearchIndex:
-        """Declare a full-text index, so that ``bastion search reindex`` (and, with #5's
-        write-set tracking, automatic upkeep) know about it."""
+        """Declare a full-text index: ORM writes to its table keep it in step from now
+        on (:mod:`bastion.search.upkeep`), and ``bastion search reindex`` knows it."""
         if index.name in self.search_indexes:
             raise ValueError(f"search index {index.name!r} is declared twice")
         self.search_indexes[index.name] = index
+        keep_in_step(index)
         return index
+
+    def channel(self, name: str, *, per_user: bool = True, permissions: Iterable[str] = ()) -> None:
+        """Declare a realtime channel clients may subscribe to (``/realtime``, ``/events``).
+
+        Events go out with :func:`bastion.realtime.send`; on a ``per_user`` channel each
+        user hears only the events sent to them, on any of their connections and server
+        processes. ``permissions`` are all required to subscribe.
+        """
+        self.realtime.add_channel(name, per_user=per_user, permissions=permissions)
+
+    def live_query(self, name: str, query: Callable[..., Any] | str) -> None:
+        """Let realtime clients subscribe to a declared query under ``name``: they get its
+        result, then the new result after every commit that changes it."""
+        spec = self.spec(query)
+        if spec.kind is not FunctionKind.QUERY:
+            raise TypeError(f"{spec.name} is a {spec.kind.value}; only queries can be live")
+        self.realtime.add_query(name, spec.name)
 
     def on_startup(self, hook: StartupHook) -> StartupHook:
         """Run ``hook(runtime)`` at start-up, after migrations (sync hooks run on a thread)."""
@@ -602,6 +661,10 @@ class Runtime:
             default_timeout_s=settings.health.timeout_s, expose_errors=settings.expose_internals
         )
         self.health.add("database", self._check_database)
+        for replica in self.database.replicas:
+            # Not critical: queries fall back to the primary; "degraded" tells ops.
+            check = partial(anyio.to_thread.run_sync, self.database.replicas.ping, replica)
+            self.health.add(replica.name, check, critical=False)
         if settings.redis.url:
             self.health.add("redis", _redis_check(settings.redis.url))
         self.passwords = Passwords(settings.auth)
@@ -617,7 +680,9 @@ class Runtime:
         self.oidc = OidcClient(settings.oidc) if settings.oidc.providers else None
         self.idempotency = IdempotencyStore(self.database, settings.idempotency)
         self.http = HttpClient(settings.integrations, redis_url=settings.redis.url)
-        self.cache = QueryCache(settings.cache.max_entries)
+        self.cache = build_query_cache(
+            settings.cache, redis_url=settings.redis.url, app_name=app.name
+        )
         self.database.on_write(self.cache.invalidate)
         self.invoker = Invoker(
             self.database,
@@ -625,6 +690,26 @@ class Runtime:
             services=self,
             cache=self.cache if settings.cache.enabled else None,
         )
+        #: Messages between this app's processes: write sets, realtime events, sign-outs.
+        self.bus: Bus = make_bus(settings, app.name)
+        self.database.on_write(self._publish_writes)
+        self.bus.subscribe("writes", self._remote_writes)
+        if not self.cache.shared:
+            # Invalidations may have been missed while the bus was down (a shared cache
+            # hears every process's commits in Redis itself).
+            self.bus.on_gap(self.cache.clear)
+        if self.bus.backend != "memory":
+            self.health.add("pubsub", self.bus.healthy, critical=False)
+        self.realtime = Realtime(
+            declarations=app.realtime,
+            functions={spec.name: spec for spec in app.functions},
+            invoker=self.invoker,
+            bus=self.bus,
+            database=self.database,
+            catalog=app.errors,
+            settings=settings.realtime,
+        )
+        self.authenticator.on_signout(self.realtime.signed_out)
         self.jobs = Jobs(self.database, app.jobs, settings, services=self)
         self.workflows = Workflows(self.database, app.workflows, settings, services=self)
         self.mail = Mailer.from_settings(settings.mail, templates_dir=app.mail_templates)
@@ -645,6 +730,10 @@ class Runtime:
             branch=self.app.name,
             versions_dir=self.app.migrations,
             metadata=self.app.metadata,
+            # Search indexes create their tables in migrations, with no model to match.
+            unmodelled=lambda table: any(
+                index.owns_table(table) for index in self.app.search_indexes.values()
+            ),
         )
 
     async def startup(self) -> None:
@@ -653,6 +742,7 @@ class Runtime:
             return
         if self.settings.database.auto_migrate:
             await anyio.to_thread.run_sync(self.migrator().upgrade)
+        await self.bus.start()
         for hook in self.app.startup_hooks:
             if inspect.iscoroutinefunction(hook):
                 await hook(self)
@@ -663,6 +753,8 @@ class Runtime:
 
     async def shutdown(self) -> None:
         """Release connections; the server has already drained in-flight requests."""
+        await self.bus.aclose()
+        self.cache.close()
         await self.limiter.close()
         await self.http.aclose()
         await self.webhooks.aclose()
@@ -703,6 +795,15 @@ class Runtime:
             "cron_fires": fires,
         }
 
+    def _publish_writes(self, tables: frozenset[str]) -> None:
+        self.bus.publish("writes", {"tables": sorted(tables)})
+
+    def _remote_writes(self, message: Message) -> None:
+        # This process's own commits invalidated its cache synchronously already; a
+        # shared (Redis) cache was invalidated by the committing process itself.
+        if message.origin != self.bus.origin and not self.cache.shared:
+            self.cache.invalidate(message.data.get("tables", ()))
+
     async def _check_database(self) -> None:
         await anyio.to_thread.run_sync(self.database.ping, abandon_on_cancel=True)
 
@@ -725,6 +826,7 @@ class Runtime:
                 await self.shutdown()
 
             routers = list(self.app.routers)
+            routers += [(build(self), prefix) for build, prefix in self.app.router_factories]
             if self.app.auth_routes is not None:
                 auth_router = build_auth_router(
                     self.app.auth_routes,
@@ -743,6 +845,13 @@ class Runtime:
                 routers.append(
                     (
                         build_workflow_router(self.workflows, admin_permission=admin),
+                        self.app.api_prefix,
+                    )
+                )
+            if self.app.realtime.channels or self.app.realtime.queries:
+                routers.append(
+                    (
+                        build_realtime_router(self.realtime, self.authenticator, self.settings),
                         self.app.api_prefix,
                     )
                 )

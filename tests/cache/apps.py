@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
+from decimal import Decimal
 
+from pydantic import BaseModel
 from sqlalchemy import String, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -55,6 +58,23 @@ def my_items(ctx: Context) -> list[str]:
     ran("my_items")
     owner = ctx.user.id if ctx.user else "nobody"
     return list(ctx.session.scalars(select(Item.name).where(Item.owner == owner).order_by(Item.id)))
+
+
+class Summary(BaseModel):
+    """Types JSON does not keep (tuple, datetime, Decimal): a hit must rebuild them."""
+
+    count: int
+    names: tuple[str, ...]
+    checked_at: datetime
+    total: Decimal
+
+
+@app.query("/items/summary", cache="5m")
+def item_summary(ctx: Context) -> Summary:
+    ran("item_summary")
+    names = tuple(ctx.session.scalars(select(Item.name).order_by(Item.id)))
+    at = datetime(2030, 1, 1, 12, 30, tzinfo=UTC)
+    return Summary(count=len(names), names=names, checked_at=at, total=Decimal("1.50"))
 
 
 @app.mutation("/items")

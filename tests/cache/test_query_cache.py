@@ -1,6 +1,9 @@
-"""The query cache: hits, invalidation by commits, per-caller keys, single-flight, TTL."""
+"""The query cache on both backends: hits, invalidation by commits, per-caller keys,
+single-flight, TTL."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import anyio
 import pytest
@@ -9,8 +12,10 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from bastion import App, Principal, Runtime
-from bastion.cache import QueryCache, parse_ttl
+from bastion.cache import QueryCache, build_query_cache, parse_ttl
 from bastion.functions import FunctionKind, declare
+from bastion.settings import SettingsError, load_settings
+from bastion.settings.sections import CacheSection
 from bastion.testing import BastionClient
 from tests.cache.apps import RUNS, Item, app
 
@@ -18,6 +23,15 @@ from tests.cache.apps import RUNS, Item, app
 @pytest.fixture
 def bastion_app() -> App:
     return app
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def bastion_settings_overrides(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Every test with a runtime runs on both backends: they promise the same behaviour."""
+    if request.param == "memory":
+        return {}
+    overrides: dict[str, Any] = request.getfixturevalue("redis_cache")
+    return overrides
 
 
 @pytest.fixture(autouse=True)
@@ -158,3 +172,10 @@ async def test_a_cached_count_never_lags_the_last_commit(
         with runtime.database.read_transaction() as session:
             fresh = session.scalar(select(func.count()).select_from(Item))
         assert cached == fresh
+
+
+def test_the_redis_backend_needs_a_redis_url() -> None:
+    with pytest.raises(SettingsError, match=r"cache.backend: 'redis' needs \[redis\] url"):
+        load_settings(None, environ={}, overrides={"cache": {"backend": "redis"}})
+    with pytest.raises(ValueError, match="needs"):
+        build_query_cache(CacheSection(backend="redis"), redis_url=None, app_name="x")

@@ -7,13 +7,9 @@ processes read and write the same counters.
 
 from __future__ import annotations
 
-import os
 import secrets
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -22,11 +18,9 @@ import pytest
 import redis
 
 from bastion import App
-from bastion.testing import free_port
 from examples.shop.app import app as shop
+from tests.support.servers import bastion_server, shop_env
 
-ROOT = Path(__file__).resolve().parents[2]
-STARTUP_TIMEOUT_S = 30.0
 #: A Redis database of its own: no other test uses it, so flushing it disturbs no one.
 REDIS_DB = 15
 PASSWORD = "correct horse battery staple"
@@ -51,69 +45,10 @@ def storage_url(redis_url: str) -> Iterator[str]:
         client.close()
 
 
-@contextmanager
-def server(env: dict[str, str], log: Path) -> Iterator[str]:
-    """``bastion run`` on a free port; stopped (killed if need be) on the way out."""
-    for attempt in range(3):
-        port = free_port()
-        command = [sys.executable, "-m", "bastion.cli", "run", "--host", "127.0.0.1"]
-        with log.open("w") as output:
-            process = subprocess.Popen(
-                [*command, "--port", str(port)],
-                cwd=ROOT,
-                env=env,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-            )
-        try:
-            url = f"http://127.0.0.1:{port}"
-            if _wait_until_live(process, url, log):
-                yield url
-                return
-            if attempt == 2:
-                raise AssertionError(f"could not start on a free port:\n{log.read_text()}")
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-
-
-def _wait_until_live(process: subprocess.Popen[bytes], url: str, log: Path) -> bool:
-    """Whether the server answered; ``False`` when another process took its port."""
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    with httpx.Client(timeout=2.0) as client:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                if "address already in use" in log.read_text().lower():
-                    return False
-                raise AssertionError(f"the server exited early:\n{log.read_text()}")
-            try:
-                if client.get(f"{url}/health/live").status_code == 200:
-                    return True
-            except httpx.TransportError:
-                time.sleep(0.05)
-    raise AssertionError(f"{url} did not answer within {STARTUP_TIMEOUT_S}s:\n{log.read_text()}")
-
-
 def server_env(database_url: str, storage_url: str) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("BASTION_", "PYTEST_", "SHOP_"))
-    }
-    env.update(
-        BASTION_APP="examples.shop.app:app",
-        BASTION_ENV="development",
-        BASTION_DATABASE_URL=database_url,
-        BASTION_DATABASE_AUTO_MIGRATE="false",
-        BASTION_SHOP_SEED_DEMO_DATA="false",
+    return shop_env(
+        database_url,
         SHOP_ADMIN_PASSWORD=PASSWORD,
-        BASTION_AUTH_ARGON2_MEMORY_KIB="8192",
-        BASTION_AUTH_ARGON2_TIME_COST="1",
-        BASTION_AUTH_ARGON2_PARALLELISM="1",
         BASTION_LOG_FORMAT="json",
         BASTION_RATELIMIT_STORAGE_URL=storage_url,
         BASTION_RATELIMIT_DEFAULT_LIMITS='["10/minute"]',
@@ -121,7 +56,6 @@ def server_env(database_url: str, storage_url: str) -> dict[str, str]:
         # The test is the proxy: each part below calls from addresses of its own.
         BASTION_SERVER_TRUSTED_PROXIES='["127.0.0.1"]',
     )
-    return env
 
 
 def address() -> dict[str, str]:
@@ -134,8 +68,8 @@ def test_two_processes_share_every_count(
 ) -> None:
     env = server_env(bastion_database_url, storage_url)
     with ExitStack() as stack, httpx.Client(timeout=10.0) as http:
-        one = stack.enter_context(server(env, tmp_path / "one.log"))
-        two = stack.enter_context(server(env, tmp_path / "two.log"))
+        one = stack.enter_context(bastion_server(env, tmp_path / "one.log"))
+        two = stack.enter_context(bastion_server(env, tmp_path / "two.log"))
         servers = [one, two]
 
         # Per client address (default_limits, 10/minute): the 11th request overall is

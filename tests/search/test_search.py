@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import delete, insert, update
+from sqlalchemy import MetaData, Table, delete, insert, update
 
 from bastion import Runtime
 from bastion.search import Hit, SearchIndex
@@ -190,3 +190,17 @@ def test_declaration_is_checked() -> None:
         SearchIndex("x", products, key="id", fields={"title": "A"})
     with pytest.raises(ValueError, match="weight"):
         SearchIndex("x", products, key="id", fields={"name": "E"})  # type: ignore[dict-item]
+
+
+def test_an_index_knows_its_own_tables() -> None:
+    own = ["product_search_search", "product_search_fts", "product_search_tri_docsize"]
+    assert all(index.owns_table(name) for name in own)
+    others = ["products", "product_search", "product_search_fts_extra", "other_search_fts"]
+    assert not any(index.owns_table(name) for name in others)
+
+
+async def test_autogenerate_leaves_the_index_tables_alone(runtime: Runtime) -> None:
+    include = runtime.migrator().config().attributes["include_object"]
+    reflected = MetaData()
+    assert not include(Table("product_search_fts_data", reflected), None, "table", True, None)
+    assert include(Table("unrelated", reflected), None, "table", True, None)

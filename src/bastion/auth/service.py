@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -129,6 +130,17 @@ class Authenticator:
         self.sessions, self._redis = _session_store(settings, database)
         secure = self.auth.session_cookie_secure
         self.cookie_secure = (not settings.is_development) if secure is None else secure
+        self._signout_listeners: list[Callable[[str, str | None], None]] = []
+
+    def on_signout(self, listener: Callable[[str, str | None], None]) -> None:
+        """Call ``listener(user_id, session_key)`` when a session ends (logout) or, with
+        ``session_key=None``, when all of a user's credentials are revoked (ban): open
+        realtime connections must close too."""
+        self._signout_listeners.append(listener)
+
+    def signed_out(self, user_id: int | str, session_key: str | None = None) -> None:
+        for listener in self._signout_listeners:
+            listener(str(user_id), session_key)
 
     async def close(self) -> None:
         if self._redis is not None:
@@ -252,14 +264,30 @@ class Authenticator:
                 )
         return user
 
-    async def start_session(
-        self, user_id: int | None, *, previous: SessionRecord | None = None
-    ) -> StartedSession:
-        """A new session (new id: no fixation), carrying over the previous one's data."""
-        now = datetime.now(UTC)
+    def carried_data(self, previous: SessionRecord | None) -> dict[str, Any]:
+        """What a new session holds: the configured defaults, then ``previous``'s data."""
         data: dict[str, Any] = dict(self.auth.session_defaults)
         if previous is not None:
             data.update(previous.data)
+        return data
+
+    async def start_session(
+        self,
+        user_id: int | None,
+        *,
+        previous: SessionRecord | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> StartedSession:
+        """A new session (new id: no fixation) replacing ``previous``.
+
+        Args:
+            user_id: The signed-in user, or ``None`` for an anonymous visitor.
+            previous: The browser's current session; it is deleted.
+            data: The new session's data; by default :meth:`carried_data` of ``previous``.
+        """
+        now = datetime.now(UTC)
+        data = dict(self.carried_data(previous) if data is None else data)
+        if previous is not None:
             await self.sessions.delete(previous.key)
         csrf = secrets.token_urlsafe(32)
         data[CSRF_KEY] = csrf
@@ -298,6 +326,7 @@ class Authenticator:
 
         revoked = await anyio.to_thread.run_sync(revoke_stored)
         revoked["sessions"] = await self.sessions.delete_for_user(str(user_id))
+        self.signed_out(user_id)
         return revoked
 
     async def set_banned(
@@ -339,6 +368,7 @@ class Authenticator:
         revoked = await anyio.to_thread.run_sync(run)
         if banned:
             revoked["sessions"] = await self.sessions.delete_for_user(str(user_id))
+            self.signed_out(user_id)
         return revoked
 
 

@@ -24,6 +24,7 @@ from datetime import timedelta
 from typing import Any
 
 import anyio
+from pydantic import TypeAdapter
 from pydantic_core import to_jsonable_python
 
 _TTL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -67,6 +68,8 @@ class QueryCache:
         clock: Monotonic seconds (tests pass their own).
     """
 
+    shared = False
+
     def __init__(self, max_entries: int = 10_000, clock: Callable[[], float] = time.monotonic):
         self.max_entries = max_entries
         self.clock = clock
@@ -99,8 +102,12 @@ class QueryCache:
         key: str,
         ttl_s: float,
         compute: Callable[[], Awaitable[tuple[Any, Iterable[str]]]],
+        response: TypeAdapter[Any] | None = None,
     ) -> Any:
-        """The cached value of ``key``, or ``compute()``'s (value, tables read), stored."""
+        """The cached value of ``key``, or ``compute()``'s (value, tables read), stored.
+
+        ``response`` is unused: values stay Python objects in this process.
+        """
         while True:
             found, value = self.get(key)
             if found:
@@ -141,6 +148,9 @@ class QueryCache:
         with self._lock:
             self._entries.clear()
             self._by_table.clear()
+
+    def close(self) -> None:
+        """Nothing to release: the entries go with the process."""
 
     def _store(self, key: str, entry: _Entry) -> None:
         if key in self._entries:

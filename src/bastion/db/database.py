@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bastion.db.engine import create_engines, normalize_url
 from bastion.db.reads import track_reads
+from bastion.db.replicas import ReplicaSet
 from bastion.db.writes import WRITES, track_writes, written_tables
 from bastion.errors import ReadOnlyViolation
 from bastion.settings.sections import DatabaseSection
@@ -29,7 +30,8 @@ def _refuse_flush(session: Session, _context: Any, _instances: Any) -> None:
 
 
 class Database:
-    """Two engines over one database (see :mod:`bastion.db.engine`) and their sessions.
+    """Two engines over one database (see :mod:`bastion.db.engine`), its read replicas
+    (see :mod:`bastion.db.replicas`) and their sessions.
 
     Args:
         settings: The ``[database]`` section.
@@ -40,15 +42,29 @@ class Database:
         self.url = normalize_url(settings.url)
         self.backend = self.url.get_backend_name()
         self.write_engine, self.read_engine = create_engines(settings)
-        self._write_sessions = sessionmaker(self.write_engine, expire_on_commit=False)
+        #: Copied into every write session's ``info`` (see :meth:`share_with_sessions`).
+        self._session_info: dict[str, Any] = {}
+        self._write_sessions = sessionmaker(
+            self.write_engine, expire_on_commit=False, info=self._session_info
+        )
         self._read_sessions = sessionmaker(
             self.read_engine, class_=ReadOnlySession, expire_on_commit=False
         )
+        self.replicas = ReplicaSet(settings)
+        # Bound per transaction to a connection of the replica whose turn it is.
+        self._replica_sessions = sessionmaker(class_=ReadOnlySession, expire_on_commit=False)
         self._commit_hooks: list[Callable[[Session], None]] = []
         self._write_listeners: list[Callable[[frozenset[str]], object]] = []
         track_writes(self._write_sessions)
         track_reads(self._read_sessions)
+        track_reads(self._replica_sessions)
         event.listen(self._write_sessions, "after_commit", self._after_commit)
+
+    def share_with_sessions(self, key: str, value: object) -> None:
+        """Make ``value`` reachable as ``session.info[key]`` in every write session made
+        from now on: for services that code holding only a session must reach (an
+        ``on_login`` hook sending a realtime event, say)."""
+        self._session_info[key] = value
 
     def on_commit(self, hook: Callable[[Session], None]) -> None:
         """Call ``hook(session)`` after each committed write transaction (never after a
@@ -81,16 +97,28 @@ class Database:
             yield session
 
     @contextmanager
-    def read_transaction(self) -> Iterator[Session]:
-        """A read-only transaction with a consistent snapshot; writes raise ReadOnlyViolation."""
-        with self._read_sessions() as session:
-            try:
-                with session.begin():
-                    yield session
-            except exc.DBAPIError as error:
-                if is_read_only_error(error):
-                    raise ReadOnlyViolation(detail=_QUERY_WROTE) from error
-                raise
+    def read_transaction(self, *, replica: bool = False) -> Iterator[Session]:
+        """A read-only transaction with a consistent snapshot; writes raise ReadOnlyViolation.
+
+        Args:
+            replica: Read from a read replica when one is configured and answers, else
+                from the primary. A replica may lag behind the primary's last commits.
+        """
+        chosen = self.replicas.connect() if replica else None
+        if chosen is None:
+            with self._read_sessions() as session:
+                yield from _read_only(session)
+            return
+        target, connection = chosen
+        try:
+            with self._replica_sessions(bind=connection) as session:
+                yield from _read_only(session)
+        except exc.DBAPIError as error:
+            if is_unavailable_error(error):
+                self.replicas.mark_down(target, error)
+            raise
+        finally:
+            connection.close()
 
     def ping(self) -> None:
         """Run ``SELECT 1``; raises when the database cannot be reached."""
@@ -100,6 +128,17 @@ class Database:
     def dispose(self) -> None:
         self.write_engine.dispose()
         self.read_engine.dispose()
+        self.replicas.dispose()
+
+
+def _read_only(session: Session) -> Iterator[Session]:
+    try:
+        with session.begin():
+            yield session
+    except exc.DBAPIError as error:
+        if is_read_only_error(error):
+            raise ReadOnlyViolation(detail=_QUERY_WROTE) from error
+        raise
 
 
 def is_read_only_error(error: exc.DBAPIError) -> bool:

@@ -3,8 +3,8 @@
 Each database gets two engines: a *write* engine for mutations and a *read* engine
 for queries. The read engine's connections are read-only at the database level
 (SQLite ``PRAGMA query_only``, PostgreSQL ``default_transaction_read_only``), so a
-query that tries to write fails without any per-request cost, and read replicas
-(#5) slot in by pointing the read engine elsewhere.
+query that tries to write fails without any per-request cost. Read replicas
+(``replica_urls``, see :mod:`bastion.db.replicas`) get read engines of their own.
 """
 
 from __future__ import annotations
@@ -39,6 +39,11 @@ def create_engines(settings: DatabaseSection) -> tuple[Engine, Engine]:
             url, settings, read_only=True
         )
     raise ValueError(f"unsupported database {backend!r}: use sqlite or postgresql")
+
+
+def create_replica_engine(url: str, settings: DatabaseSection) -> Engine:
+    """A read-only engine on one PostgreSQL read replica, pooled like the primary's."""
+    return _postgres_engine(normalize_url(url), settings, read_only=True)
 
 
 def _sqlite_engine(url: URL, settings: DatabaseSection, *, read_only: bool) -> Engine:

@@ -8,6 +8,7 @@ new bastion release and a new app revision are applied by the same command.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,8 @@ class Migrator:
         branch: The app's branch label (its name).
         versions_dir: The app's revision folder, or None for an app without tables.
         metadata: The app's MetaData, for autogenerate.
+        unmodelled: Tells the tables autogenerate must leave alone although no model
+            declares them (a search index's own tables, say).
     """
 
     def __init__(
@@ -57,11 +60,13 @@ class Migrator:
         branch: str,
         versions_dir: Path | None,
         metadata: MetaData | None,
+        unmodelled: Callable[[str], bool] | None = None,
     ) -> None:
         self.database = database
         self.branch = branch
         self.versions_dir = versions_dir
         self.metadata = metadata
+        self.unmodelled = unmodelled
 
     def config(self) -> Config:
         config = Config()
@@ -83,6 +88,8 @@ class Migrator:
             # Autogenerate writes only the app's tables into the app's revisions.
             table = obj if type_ == "table" else getattr(obj, "table", None)
             table_name = getattr(table, "name", name)
+            if self.unmodelled is not None and table_name and self.unmodelled(table_name):
+                return False
             return table_name not in platform_tables and table_name != "alembic_version"
 
         config.attributes["include_object"] = include_object

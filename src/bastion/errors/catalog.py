@@ -44,6 +44,7 @@ PLATFORM_CODES: dict[str, int] = {
     "payload_too_large": 413,
     "unsupported_media_type": 415,
     "rate_limited": 429,
+    "too_many_subscriptions": 429,
     "internal_error": 500,
     "upstream_failed": 502,
     "service_unavailable": 503,

@@ -2,8 +2,8 @@
 
 A backend stores opaque blobs under keys it chooses itself; it never sees a user's
 file name, so no upload can name a path. ``LocalStorage`` (``local.py``) is the
-default; an S3-compatible backend fits the same four methods (``save`` as a multipart
-upload, ``open`` as a streamed ``GetObject``).
+default; ``S3Storage`` (``s3.py``) keeps blobs in an S3-compatible bucket and also
+implements :class:`DirectDownloads`, so clients fetch bytes from the bucket itself.
 """
 
 from __future__ import annotations
@@ -60,5 +60,24 @@ class Storage(Protocol):
 
         Raises:
             BlobNotFound: No blob has this key.
+        """
+        ...
+
+
+@runtime_checkable
+class DirectDownloads(Protocol):
+    """A storage that clients download from directly, through a URL it signs itself.
+
+    The file service asks for this URL only after a download passed its signature and
+    access checks, so the storage's URL never replaces them.
+    """
+
+    async def download_url(
+        self, key: str, ttl_s: int, *, content_type: str, disposition: str
+    ) -> str:
+        """A URL that serves the blob for ``ttl_s`` seconds with these response headers.
+
+        Raises:
+            StorageError: The backend failed.
         """
         ...

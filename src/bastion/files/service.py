@@ -21,12 +21,13 @@ from bastion.errors import (
     ServiceUnavailable,
     ValidationFailed,
 )
-from bastion.files.base import BlobNotFound, Storage, StorageError
+from bastion.files.base import BlobNotFound, DirectDownloads, Storage, StorageError
 from bastion.files.local import LocalStorage
 from bastion.files.records import ACCESS_LEVELS, Access, FileRecord
 from bastion.files.signed_urls import UrlSigner
+from bastion.files.sniffing import extension_of
 from bastion.files.uploads import MultipartFile, UploadLimits
-from bastion.settings.sections import Settings
+from bastion.settings.sections import FilesSection, Settings
 
 _log = structlog.get_logger("bastion.files")
 
@@ -67,6 +68,13 @@ class StoredFile:
             row.storage_key,
         )
 
+    @property
+    def disposition(self) -> str:
+        """Its ``Content-Disposition``: images inline, anything else as an attachment,
+        named after the id (a user's file name is never echoed back)."""
+        kind = "inline" if self.content_type.startswith("image/") else "attachment"
+        return f'{kind}; filename="{self.id}.{extension_of(self.content_type)}"'
+
 
 @dataclass(frozen=True, slots=True)
 class Download:
@@ -77,6 +85,29 @@ class Download:
     remaining_s: int
 
 
+@dataclass(frozen=True, slots=True)
+class Redirect:
+    """A verified download that a :class:`DirectDownloads` storage serves itself, at
+    ``location`` (valid no longer than the URL that was checked)."""
+
+    file: StoredFile
+    location: str
+
+
+def storage_from_settings(settings: FilesSection) -> Storage:
+    """The backend ``files.backend`` names."""
+    if settings.backend == "s3":
+        try:
+            # Imported here: boto3 is an optional extra, needed by this backend only.
+            from bastion.files.s3 import S3Storage
+        except ImportError as error:
+            raise RuntimeError(
+                "files.backend = 's3' needs boto3: pip install 'bastion[s3]'"
+            ) from error
+        return S3Storage(settings)
+    return LocalStorage(settings.root)
+
+
 class FileService:
     """Files for an app: streamed uploads into a :class:`Storage`, rows in ``bastion_files``,
     signed expiring URLs, access checks and an audit entry per non-public download.
@@ -84,7 +115,7 @@ class FileService:
     Args:
         database: Where the rows go.
         settings: ``files`` and ``app.secret_key`` are used.
-        storage: The backend; a :class:`LocalStorage` at ``files.root`` by default.
+        storage: The backend; by default the one ``files.backend`` names.
         admin_permission: What makes a caller an admin for ``owner``/``admin`` files.
     """
 
@@ -98,7 +129,7 @@ class FileService:
     ) -> None:
         self.database = database
         self.settings = settings.files
-        self.storage: Storage = storage or LocalStorage(settings.files.root)
+        self.storage: Storage = storage or storage_from_settings(settings.files)
         self.admin_permission = admin_permission
         self.signer = UrlSigner(settings.app.secret_key.get_secret_value())
 
@@ -201,8 +232,9 @@ class FileService:
         sig: str | None,
         user: Principal | None,
         request_id: str | None = None,
-    ) -> Download:
-        """Check a signed URL and the file's access policy; audit; open the bytes.
+    ) -> Download | Redirect:
+        """Check a signed URL and the file's access policy; audit; open the bytes, or
+        for a :class:`DirectDownloads` storage sign its URL, valid no longer than this one.
 
         Raises:
             InvalidSignature: (403) a missing or wrong signature.
@@ -216,6 +248,14 @@ class FileService:
         try:
             # Checked before any byte is sent: a missing blob is a 404, not a cut response.
             await self.storage.size(file.storage_key)
+            if isinstance(self.storage, DirectDownloads):
+                location = await self.storage.download_url(
+                    file.storage_key,
+                    min(remaining, self.settings.url_ttl_s),
+                    content_type=file.content_type,
+                    disposition=file.disposition,
+                )
+                return Redirect(file, location)
         except BlobNotFound:
             _log.error("file_blob_missing", file_id=file_id)
             raise NotFound() from None

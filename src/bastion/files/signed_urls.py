@@ -27,8 +27,11 @@ class UrlSigner:
         return hmac.new(self._key, message, hashlib.sha256).hexdigest()
 
     def url(self, prefix: str, file_id: str, ttl_s: int) -> tuple[str, int]:
-        """The URL and its expiry (unix seconds)."""
-        expires = int(time.time()) + ttl_s
+        """The URL and its expiry (unix seconds): at least ``ttl_s`` away, rounded up to
+        a tenth of it, so the same URL is handed out for a while and responses that hold
+        it stay byte-identical (ETags, realtime results sent only when changed)."""
+        step = max(1, ttl_s // 10)
+        expires = -(-(int(time.time()) + ttl_s) // step) * step
         return f"{prefix}/{file_id}?expires={expires}&sig={self.sign(file_id, expires)}", expires
 
     def verify(self, file_id: str, expires: str | None, sig: str | None) -> int:

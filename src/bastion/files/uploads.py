@@ -27,6 +27,23 @@ from bastion.files.sniffing import SNIFF_BYTES, normalize_content_type, sniff_co
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
 
+#: The OpenAPI request body of an upload route reading the multipart field ``file``
+#: (``openapi_extra={"requestBody": UPLOAD_REQUEST_BODY}``): such routes read the stream
+#: themselves, so FastAPI cannot describe the body.
+UPLOAD_REQUEST_BODY: dict[str, object] = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {"file": {"type": "string", "format": "binary"}},
+            }
+        }
+    },
+}
+
+
 #: Declared types that say nothing about the content; the sniffed type stands alone.
 _UNINFORMATIVE = frozenset({"application/octet-stream", "binary/octet-stream"})
 #: Bytes of non-file fields and part headers read before the request is refused.

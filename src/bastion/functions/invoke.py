@@ -7,13 +7,14 @@ so queries, mutations and actions share one path for errors and transactions.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 import anyio.to_thread
 from sqlalchemy import exc as sa_exc
 
 from bastion.auth.principal import Principal
-from bastion.cache import QueryCache, cache_key
+from bastion.cache import QueryCacheBackend, cache_key
 from bastion.context import Context
 from bastion.db.database import Database, is_unavailable_error
 from bastion.db.reads import record_reads
@@ -43,7 +44,7 @@ class Invoker:
         database: Database,
         settings: Settings,
         services: Any = None,
-        cache: QueryCache | None = None,
+        cache: QueryCacheBackend | None = None,
     ) -> None:
         self.database = database
         self.settings = settings
@@ -68,21 +69,15 @@ class Invoker:
             BastionError: for every failure a client may see (database errors mapped).
         """
         authorize(spec, user)
-        log = self._log.bind(function=spec.name)
-
-        def context(db: Any) -> Context:
-            return Context(
-                db=db,
-                user=user,
-                locale=locale,
-                request_id=request_id,
-                log=log,
-                settings=self.settings,
-                services=self.services,
-                function=spec.name,
-                session_data=session_data,
-                idempotency_key=idempotency_key,
-            )
+        context = partial(
+            self._context,
+            spec,
+            user=user,
+            locale=locale,
+            request_id=request_id,
+            session_data=session_data,
+            idempotency_key=idempotency_key,
+        )
 
         if spec.kind is FunctionKind.ACTION:
             result = await spec.fn(context(None), **args)
@@ -94,13 +89,59 @@ class Invoker:
                 return await anyio.to_thread.run_sync(self._run_tracking_reads, spec, args, context)
 
             key = cache_key(spec.name, args, user.id if user else None)
-            return await self.cache.get_or_compute(key, spec.cache_ttl_s, compute)
+            return await self.cache.get_or_compute(
+                key, spec.cache_ttl_s, compute, response=spec.output
+            )
 
         return await anyio.to_thread.run_sync(self._run_in_transaction, spec, args, context)
+
+    async def run_tracked(
+        self,
+        spec: FunctionSpec,
+        args: Mapping[str, Any],
+        *,
+        user: Principal | None = None,
+        locale: str = "en",
+        request_id: str = "",
+    ) -> tuple[Any, frozenset[str]]:
+        """Run a query past the cache, returning its result and the tables it read (a
+        realtime subscription runs it again when a commit writes one of them)."""
+        if spec.kind is not FunctionKind.QUERY:
+            raise TypeError(f"{spec.name} is a {spec.kind.value}; only queries can be followed")
+        authorize(spec, user)
+        context = partial(self._context, spec, user=user, locale=locale, request_id=request_id)
+        return await anyio.to_thread.run_sync(self._run_tracking_reads, spec, args, context)
+
+    def _context(
+        self,
+        spec: FunctionSpec,
+        db: Any,
+        *,
+        user: Principal | None,
+        locale: str,
+        request_id: str,
+        session_data: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Context:
+        return Context(
+            db=db,
+            user=user,
+            locale=locale,
+            request_id=request_id,
+            log=self._log.bind(function=spec.name),
+            settings=self.settings,
+            services=self.services,
+            function=spec.name,
+            session_data=session_data,
+            idempotency_key=idempotency_key,
+        )
 
     def _run_tracking_reads(
         self, spec: FunctionSpec, args: Mapping[str, Any], context: Callable[[Any], Context]
     ) -> tuple[Any, frozenset[str]]:
+        # Always the primary: a commit invalidates the cache as soon as it is done, so a
+        # replica still behind that commit would have the stale result stored again, to
+        # be served until the TTL runs out.
         try:
             with self.database.read_transaction() as session:
                 reads = record_reads(session)
@@ -113,12 +154,12 @@ class Invoker:
         self, spec: FunctionSpec, args: Mapping[str, Any], context: Callable[[Any], Context]
     ) -> Any:
         transaction = (
-            self.database.read_transaction
+            self.database.read_transaction(replica=not spec.primary)
             if spec.kind is FunctionKind.QUERY
-            else self.database.transaction
+            else self.database.transaction()
         )
         try:
-            with transaction() as session:
+            with transaction as session:
                 # Validating inside the transaction means an invalid result rolls a
                 # mutation back instead of committing work the caller never sees.
                 return _validate(spec, spec.fn(context(session), **args))

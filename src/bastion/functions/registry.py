@@ -50,6 +50,8 @@ class FunctionSpec:
             dropped sooner by any commit that writes a table the query read.
         rate_limit: Calls allowed per caller (user, else client address) on top of the
             request limits; empty for none.
+        primary: A query reads from the primary even when read replicas are configured
+            (it must see the caller's own latest writes).
     """
 
     name: str
@@ -70,6 +72,7 @@ class FunctionSpec:
     idempotency_required: bool = False
     rate_limit: tuple[RateLimitItem, ...] = ()
     cache_ttl_s: float | None = None
+    primary: bool = False
 
 
 def declare(
@@ -88,6 +91,7 @@ def declare(
     idempotency_required: bool = False,
     rate_limit: str | None = None,
     cache: str | float | timedelta | None = None,
+    primary: bool = False,
 ) -> FunctionSpec:
     """Check a function's shape and describe it; raises TypeError with a clear message."""
     is_async = inspect.iscoroutinefunction(fn)
@@ -158,4 +162,5 @@ def declare(
         idempotency_required=idempotency_required,
         rate_limit=limits,
         cache_ttl_s=cache_ttl_s,
+        primary=primary,
     )

@@ -7,7 +7,7 @@ need to commit a revocation before answering with an error.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, TypeVar
@@ -29,7 +29,7 @@ from bastion.auth.identities import link_identity
 from bastion.auth.oidc import OidcClient
 from bastion.auth.passwords import Passwords
 from bastion.auth.principal import Principal
-from bastion.auth.service import CSRF_KEY, Authenticator, Identity, UserView
+from bastion.auth.service import CSRF_KEY, Authenticator, Identity, StartedSession, UserView
 from bastion.auth.sessions import SessionRecord
 from bastion.auth.tokens import TokenPair, TokenReused, Tokens
 from bastion.auth.users import User, create_user, normalize_email
@@ -56,6 +56,7 @@ from bastion.ratelimit import Limiter, LimiterUnavailable
 from bastion.settings.sections import Settings
 
 RegisterHook = Callable[[Session, User], None]
+LoginHook = Callable[[Session, User, dict[str, Any]], None]
 OIDC_STATE = "_oidc"
 T = TypeVar("T")
 
@@ -147,6 +148,7 @@ class AuthRoutes:
 
     preferences: type[BaseModel] = Preferences
     on_register: RegisterHook | None = None
+    on_login: LoginHook | None = None
     admin_permission: str = "write:all"
 
 
@@ -244,6 +246,29 @@ def build_auth_router(
             samesite=auth.session_cookie_samesite,
         )
 
+    async def sign_in(
+        request: Request, response: Response, user: User, previous: SessionRecord | None
+    ) -> StartedSession:
+        """Start ``user``'s session in place of ``previous``, after the login hook.
+
+        The hook commits before the session exists: if it raises, its transaction rolls
+        back, no session is started and ``previous`` stays as it was, so the login fails
+        with nothing half-done and can simply be tried again.
+        """
+        data = authenticator.carried_data(previous)
+        hook = config.on_login
+        if hook is not None:
+
+            def run_hook() -> None:
+                with database.transaction() as session:
+                    hook(session, session.merge(user, load=False), data)
+
+            await _thread(run_hook)
+        started = await authenticator.start_session(user.id, previous=previous, data=data)
+        _use_session(request, started.record)
+        set_cookie(response, started.session_id)
+        return started
+
     @router.post("/auth/register", status_code=201, response_model=UserOut)
     async def register(body: Registration) -> UserOut:
         """Create an account (role ``user``)."""
@@ -268,9 +293,7 @@ def build_auth_router(
     async def login(request: Request, body: Credentials, response: Response) -> LoginOut:
         """Sign in with a session cookie; answers the CSRF token unsafe requests must send."""
         user = await check_password(request, body)
-        started = await authenticator.start_session(user.id, previous=session_of(request.scope))
-        _use_session(request, started.record)
-        set_cookie(response, started.session_id)
+        started = await sign_in(request, response, user, session_of(request.scope))
         log.info("login", user_id=user.id, method="password")
         return LoginOut(user=_user_out(user), csrf_token=started.csrf_token)
 
@@ -281,6 +304,7 @@ def build_auth_router(
         if identity.session is None:
             raise NotAuthenticated()
         await authenticator.sessions.delete(identity.session.key)
+        authenticator.signed_out(identity.principal.id, identity.session.key)
         _use_session(request, None)
         response = Response(status_code=204)
         response.delete_cookie(
@@ -457,7 +481,9 @@ def build_auth_router(
         return Response(status_code=204)
 
     if oidc is not None:
-        _add_oidc_routes(router, oidc, authenticator, database, passwords, settings, set_cookie)
+        _add_oidc_routes(
+            router, oidc, authenticator, database, passwords, settings, set_cookie, sign_in
+        )
 
     def admin(request: Request) -> Principal:
         principal = _caller(request).principal
@@ -499,6 +525,7 @@ def _add_oidc_routes(
     passwords: Passwords,
     settings: Settings,
     set_cookie: Callable[[Response, str], None],
+    sign_in: Callable[[Request, Response, User, SessionRecord | None], Awaitable[StartedSession]],
 ) -> None:
     log = get_logger("bastion.auth.oidc")
 
@@ -543,9 +570,7 @@ def _add_oidc_routes(
         user = await _thread(link)
         if user.is_banned:
             raise BastionError("account_banned")
-        started = await authenticator.start_session(user.id, previous=record)
-        _use_session(request, started.record)
-        set_cookie(response, started.session_id)
+        started = await sign_in(request, response, user, record)
         log.info("login", user_id=user.id, method="oidc", provider=provider)
         return LoginOut(user=_user_out(user), csrf_token=started.csrf_token)
 

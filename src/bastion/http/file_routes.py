@@ -6,11 +6,10 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
-from starlette.responses import StreamingResponse
+from starlette.responses import RedirectResponse, StreamingResponse
 
 from bastion.errors import NotAuthenticated, NotFound
-from bastion.files import DOWNLOAD_PREFIX, Access, FileService
-from bastion.files.sniffing import extension_of
+from bastion.files import DOWNLOAD_PREFIX, UPLOAD_REQUEST_BODY, Access, FileService, Redirect
 from bastion.http.state import request_id_of, user_of
 
 
@@ -30,20 +29,7 @@ def build_upload_router(files: FileService) -> APIRouter:
         "/files",
         status_code=201,
         response_model=FileOut,
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "multipart/form-data": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["file"],
-                            "properties": {"file": {"type": "string", "format": "binary"}},
-                        }
-                    }
-                },
-            }
-        },
+        openapi_extra={"requestBody": UPLOAD_REQUEST_BODY},
     )
     async def upload_file(request: Request, access: Access = Query("owner")) -> FileOut:
         """Upload one file (multipart field ``file``) for the signed-in user.
@@ -86,15 +72,19 @@ def build_download_router(files: FileService) -> APIRouter:
     @router.get(
         f"{DOWNLOAD_PREFIX}/{{file_id}}",
         response_class=StreamingResponse,
-        responses={200: {"content": {"application/octet-stream": {}}}},
+        responses={
+            200: {"content": {"application/octet-stream": {}}},
+            307: {"description": "The storage serves the bytes (S3: a presigned URL)."},
+        },
     )
     async def download_file(
         request: Request,
         file_id: str,
         expires: str | None = Query(None),
         sig: str | None = Query(None),
-    ) -> StreamingResponse:
-        """A file's bytes through its signed URL.
+    ) -> Response:
+        """A file's bytes through its signed URL, or a 307 redirect to the storage's own
+        short-lived URL (S3) once the checks below have passed.
 
         403 ``invalid_signature`` for a missing or wrong signature, 403 ``url_expired``
         past its expiry; ``owner`` and ``admin`` files also need the owner or an admin
@@ -107,15 +97,16 @@ def build_download_router(files: FileService) -> APIRouter:
             user=user_of(request.scope),
             request_id=request_id_of(request.scope),
         )
+        if isinstance(download, Redirect):
+            # The location is a capability of its own: no cache may keep or share it.
+            return RedirectResponse(download.location, 307, headers={"Cache-Control": "no-store"})
         file = download.file
-        inline = file.content_type.startswith("image/")
-        name = f"{file.id}.{extension_of(file.content_type)}"
         scope = "public" if file.access == "public" else "private"
         headers = {
             "Content-Length": str(file.size),
             "Cache-Control": f"{scope}, max-age={download.remaining_s}",
             "X-Content-Type-Options": "nosniff",
-            "Content-Disposition": f'{"inline" if inline else "attachment"}; filename="{name}"',
+            "Content-Disposition": file.disposition,
         }
         return StreamingResponse(download.chunks, media_type=file.content_type, headers=headers)
 

@@ -8,8 +8,9 @@ two stages, so rankings line up across databases:
    search-as-you-type), ranked by the database's full-text score with per-field
    weights (SQLite ``bm25``, PostgreSQL ``ts_rank_cd``);
 2. *typo matches*, only when stage 1 cannot fill the page: candidates found by
-   trigrams (SQLite FTS5 ``trigram`` table, PostgreSQL ``pg_trgm``), all scored by
-   the one Python function in :mod:`bastion.search.similarity`.
+   trigrams (SQLite: the rows' text in an FTS5 ``trigram`` table; PostgreSQL: the
+   query words corrected against a vocabulary with ``pg_trgm``, then a word query),
+   all scored by the one Python function in :mod:`bastion.search.similarity`.
 """
 
 from __future__ import annotations
@@ -106,4 +107,4 @@ class SearchBackend(Protocol):
         params: dict[str, Any],
         limit: int,
     ) -> list[tuple[Any, dict[str, str | None]]]:
-        """``(key, {field: text})`` of rows sharing trigrams with the words."""
+        """``(key, {field: text})`` of rows with words close to ``words`` by trigrams."""

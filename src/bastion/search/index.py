@@ -1,18 +1,17 @@
 """``SearchIndex``: a declarative full-text index over one table's text fields.
 
-Upkeep is explicit and key-based: :meth:`SearchIndex.upsert` re-reads the rows of
-the given keys and makes their entries match (a key whose row is gone loses its
-entry), so "these rows of this table changed" is all a caller needs to know. That
-is exactly what #5's write-set tracking publishes after commit; wiring it is one
-hook per index (``if table == index.table.name: index.upsert(session, keys)``),
-which is why there are no SQL triggers: triggers would duplicate the write-set
-signal, differ per database, and hide the cost of indexing inside every write.
+Upkeep is key-based: syncing a key re-reads its row and makes the entry match (a
+key whose row is gone loses its entry), so "these rows of this table changed" is
+all the index needs to know. ORM writes of a declared index's table are synced
+automatically in their flush (:mod:`bastion.search.upkeep`); Core statements and raw
+SQL call :meth:`SearchIndex.upsert`. There are no SQL triggers: they would differ
+per database and hide the cost of indexing inside every write.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Column, Connection, Table, select
@@ -24,6 +23,11 @@ from bastion.search.similarity import fuzzy_rank
 from bastion.search.sqlite import SQLiteSearch
 
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,50}$")
+# What follows the index name in its tables' names: PostgreSQL's entries and
+# vocabulary, SQLite's two FTS5 tables and the shadow tables FTS5 keeps for each.
+_OWN_TABLE = re.compile(r"_search|_words|_(fts|tri)(_(data|idx|content|docsize|config))?")
+
+_SYNC_BATCH = 1000
 
 #: Called during :meth:`SearchIndex.rebuild` with ``(done, total)`` rows.
 Progress = Callable[[int, int], None]
@@ -34,7 +38,7 @@ class SearchIndex:
 
     Args:
         name: Index name; its tables are ``<name>_fts``/``<name>_tri`` (SQLite) or
-            ``<name>_search`` (PostgreSQL).
+            ``<name>_search``/``<name>_words`` (PostgreSQL).
         table: The source table (``Model.__table__`` for ORM models).
         key: The column identifying a row; an integer on SQLite (it is the FTS rowid).
         fields: Text column name -> weight, ``"A"`` (highest) to ``"D"``.
@@ -43,7 +47,7 @@ class SearchIndex:
             SQLite's Porter stemmer, anything else plain ``unicode61``.
         min_similarity: How close (0-1, trigram similarity per word, averaged) a typo
             must be to a field's words to count as a match.
-        fuzzy_candidates: How many trigram candidates are scored per search.
+        fuzzy_candidates: How many typo candidates are scored per search.
 
     Example::
 
@@ -103,14 +107,23 @@ class SearchIndex:
         """Drop the index's tables (the source table is untouched)."""
         self._backend(connection.dialect.name).drop(connection, self.scope)
 
+    def owns_table(self, table: str) -> bool:
+        """Whether ``table`` is one of the index's own tables, on either database (its
+        FTS5 shadow tables included): for migration autogenerate to leave alone."""
+        suffix = table.removeprefix(self.name)
+        return suffix != table and _OWN_TABLE.fullmatch(suffix) is not None
+
     # -- upkeep ----------------------------------------------------------------
 
     def upsert(self, session: Session, *keys: Any) -> None:
         """Bring the entries of ``keys`` in step with their rows, in ``session``'s
-        transaction; a key whose row no longer exists is removed from the index."""
+        transaction; a key whose row no longer exists is removed from the index.
+
+        ORM writes of a declared index's table need no call (see
+        :mod:`bastion.search.upkeep`); Core ``update()``/``delete()`` and raw SQL do."""
         if keys:
             session.flush()
-            self._backend_of(session).sync(session, self.scope, keys)
+            self._sync(session, keys)
 
     def delete(self, session: Session, *keys: Any) -> None:
         """Remove the entries of ``keys``, whether or not their rows still exist."""
@@ -198,6 +211,12 @@ class SearchIndex:
                 clause += f" AND t.{column} = :filter_{i}"
                 params[f"filter_{i}"] = value
         return clause, params
+
+    def _sync(self, session: Session, keys: Sequence[Any]) -> None:
+        backend = self._backend_of(session)
+        # Batches keep the key list under SQLite's limit of bound parameters (32,766).
+        for start in range(0, len(keys), _SYNC_BATCH):
+            backend.sync(session, self.scope, keys[start : start + _SYNC_BATCH])
 
     def _backend_of(self, session: Session) -> SearchBackend:
         return self._backend(session.get_bind().dialect.name)

@@ -137,6 +137,8 @@ def load_settings(
         except ValidationError as exc:
             problems.extend(_describe(exc, prefix=name))
     settings = Settings.model_validate({**parsed, "extensions": parsed_extensions})
+    if settings.cache.backend == "redis" and not settings.redis.url:
+        problems.append("cache.backend: 'redis' needs [redis] url")
     if settings.env == "production":
         problems.extend(_production_problems(settings))
     if problems:

@@ -77,6 +77,27 @@ class DatabaseSection(Section):
     """Apply pending migrations at start-up (convenient on one machine)."""
     echo: bool = False
     """Log every SQL statement (development only)."""
+    replica_urls: list[str] = Field(default_factory=list)
+    """PostgreSQL read replicas. Queries read from one of them (round robin, skipping any
+    that cannot be reached); mutations, cached queries and ``primary=True`` queries use
+    ``url``. See docs/howto/replicas.md."""
+
+    @model_validator(mode="after")
+    def _replicas(self) -> DatabaseSection:
+        if not self.replica_urls:
+            return self
+        if not _is_postgres_url(self.url):
+            raise ValueError("replica_urls: read replicas need a PostgreSQL url, not SQLite")
+        for index, replica in enumerate(self.replica_urls):
+            if not _is_postgres_url(replica):
+                # The index, not the URL: it may hold a password.
+                raise ValueError(f"replica_urls[{index}]: not a PostgreSQL URL")
+        return self
+
+
+def _is_postgres_url(url: str) -> bool:
+    scheme = urlsplit(url).scheme
+    return scheme.partition("+")[0] in ("postgres", "postgresql")
 
 
 class RedisSection(Section):
@@ -306,7 +327,51 @@ class CacheSection(Section):
     enabled: bool = True
     """Off: every cached query runs every time (for debugging)."""
     max_entries: int = Field(10_000, ge=1, le=10_000_000)
-    """Results kept per process; the least recently used go first."""
+    """Results kept per process (``memory`` backend); the least recently used go first."""
+    backend: Literal["memory", "redis"] = "memory"
+    """``memory``: one cache per process, invalidated by its own commits; ``redis``
+    (``[redis] url``): one cache shared by every process, invalidated by all their commits."""
+    prefix: str = Field("bastion:cache:", max_length=100)
+    """Start of every Redis key, followed by the app's name, so apps sharing a Redis never meet."""
+    redis_timeout_s: float = Field(0.25, gt=0, le=10)
+    """Time limit for connecting to Redis and for one command; a cache read that runs
+    out answers uncached instead of failing the request."""
+    redis_retry_s: float = Field(1.0, gt=0, le=300)
+    """After a Redis failure, how long this process runs cached queries uncached before
+    trying Redis again."""
+
+
+class PubSubSection(Section):
+    """Messages between an app's processes: commits' write sets (cache invalidation,
+    realtime re-runs), realtime events, sign-outs."""
+
+    backend: Literal["auto", "memory", "redis", "postgres"] = "auto"
+    """``auto``: Redis when ``[redis] url`` is set, else PostgreSQL LISTEN/NOTIFY when the
+    database is PostgreSQL, else ``memory`` (this process only: one server on SQLite)."""
+    channel: str = Field("", max_length=63)
+    """The Redis channel or PostgreSQL NOTIFY channel; empty: ``bastion_<app name>``."""
+    reconnect_max_s: float = Field(5.0, gt=0, le=300)
+    """Longest wait between attempts to reconnect a lost subscription."""
+
+
+class RealtimeSection(Section):
+    """Realtime connections: ``/realtime`` (WebSocket) and ``/events`` (SSE)."""
+
+    heartbeat_s: float = Field(25.0, gt=0, le=3600)
+    """Pings are sent this often (proxies close quiet connections); credentials are
+    re-checked as often."""
+    auth_timeout_s: float = Field(5.0, gt=0, le=60)
+    """A WebSocket without credentials must send ``{"type": "auth"}`` within this."""
+    send_queue: int = Field(256, ge=1, le=100_000)
+    """Messages waiting for one slow client; when full the client is disconnected."""
+    max_subscriptions: int = Field(64, ge=1, le=10_000)
+    """Subscriptions one connection may hold."""
+    allowed_origins: list[str] = Field(default_factory=list)
+    """Origins whose pages may open a cookie-authenticated WebSocket, besides the
+    server's own host and ``[cors] allow_origins`` (cross-site WebSocket hijacking)."""
+    compression: bool = False
+    """Offer per-message deflate to WebSocket clients (``bastion run``): fewer bytes on
+    the wire for large messages, more memory and CPU per connection."""
 
 
 class IntegrationsSection(Section):
@@ -402,8 +467,22 @@ class WebhooksSection(Section):
 class FilesSection(Section):
     """Uploaded files (``bastion.files``): where they are kept, how large, which types."""
 
+    backend: Literal["local", "s3"] = "local"
+    """``local`` keeps blobs under ``root``; ``s3`` in an S3-compatible bucket (needs the
+    ``bastion[s3]`` extra)."""
     root: str = "var/files"
     """The local storage folder, relative to the current directory unless absolute."""
+    s3_bucket: str = ""
+    """The bucket of the ``s3`` backend (it must exist)."""
+    s3_endpoint_url: str | None = None
+    """Another S3-compatible service (MinIO, Ceph...); ``None`` is AWS."""
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    """With ``s3_secret_access_key``; both unset use boto3's own chain (environment,
+    ``~/.aws``, instance role)."""
+    s3_secret_access_key: SecretStr | None = None
+    s3_prefix: str = Field("", max_length=200, pattern=r"^([A-Za-z0-9._-]+/)*$")
+    """Keys start with it, e.g. ``"uploads/"``: one bucket can serve several apps."""
     max_bytes: int = Field(10 * 1024 * 1024, ge=1)
     """Uploads larger than this are refused with 413 ``payload_too_large`` while they stream
     in. The whole request is also bounded by ``server.max_body_bytes``."""
@@ -414,6 +493,16 @@ class FilesSection(Section):
     )
     """Content types accepted, as sniffed from the bytes (an upload call may pass its own);
     the sniffer knows JPEG, PNG, GIF, WebP and PDF."""
+
+    @model_validator(mode="after")
+    def _s3(self) -> FilesSection:
+        if self.backend == "s3" and not self.s3_bucket:
+            raise ValueError("s3_bucket: the s3 backend needs a bucket")
+        if (self.s3_access_key_id is None) != (self.s3_secret_access_key is None):
+            raise ValueError(
+                "s3_access_key_id and s3_secret_access_key go together: set both or neither"
+            )
+        return self
 
 
 class SecuritySection(Section):
@@ -488,6 +577,8 @@ class Settings(BaseModel):
     integrations: IntegrationsSection = IntegrationsSection()
     jobs: JobsSection = JobsSection()
     cache: CacheSection = CacheSection()
+    pubsub: PubSubSection = PubSubSection()
+    realtime: RealtimeSection = RealtimeSection()
     mail: MailSection = MailSection()
     webhooks: WebhooksSection = WebhooksSection()
     files: FilesSection = FilesSection()

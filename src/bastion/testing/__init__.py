@@ -20,12 +20,14 @@ from bastion.testing.jobs import (
     workflow_timeline,
 )
 from bastion.testing.plugin import RuntimeFactory, in_ci, require_service
+from bastion.testing.realtime import RealtimeClient
 
 __all__ = [
     "BastionClient",
     "Clock",
     "DatabaseFactory",
     "IdentityInjector",
+    "RealtimeClient",
     "RuntimeFactory",
     "free_port",
     "in_ci",

@@ -31,6 +31,28 @@ ADDRESS = {
     "zip_code": "10001",
     "country": "US",
 }
+#: Cart changes the contract refuses ("P" stands for a real product's id), with the answer.
+BAD_CART_CHANGES: list[tuple[str, str, dict[str, object] | None, tuple[int, str]]] = [
+    ("POST", "/cart/items", {"product_id": 999_999, "quantity": 1}, (404, "not_found")),
+    ("POST", "/cart/items", {"product_id": "P", "quantity": 0}, (422, "quantity_out_of_range")),
+    (
+        "POST",
+        "/cart/items",
+        {"product_id": "P", "quantity": 100},
+        (422, "quantity_out_of_range"),
+    ),
+    (
+        "POST",
+        "/cart/items",
+        {"product_id": "P", "quantity": 95},
+        (422, "quantity_out_of_range"),
+    ),
+    ("POST", "/cart/items", {"product_id": "P", "quantity": "two"}, (422, "validation_failed")),
+    ("PATCH", "/cart/items/P", {"quantity": 100}, (422, "quantity_out_of_range")),
+    ("PATCH", "/cart/items/P", {"quantity": -1}, (422, "quantity_out_of_range")),
+    ("PATCH", "/cart/items/999999", {"quantity": 1}, (404, "not_found")),
+    ("DELETE", "/cart/items/999999", None, (404, "not_found")),
+]
 CARD = {
     "shipping_address": ADDRESS,
     "shipping_method": "standard",

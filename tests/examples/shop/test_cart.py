@@ -7,7 +7,14 @@ import pytest
 
 from bastion import Runtime
 from bastion.testing import BastionClient
-from tests.examples.shop.shoppers import API, cart_lines, make_product, make_user, problem
+from tests.examples.shop.shoppers import (
+    API,
+    BAD_CART_CHANGES,
+    cart_lines,
+    make_product,
+    make_user,
+    problem,
+)
 
 
 async def test_lines_add_up_and_the_cart_reports_its_totals(
@@ -74,30 +81,7 @@ async def test_patch_sets_a_quantity_and_zero_or_delete_removes_the_line(
     assert cart_lines(runtime, shopper) == {}
 
 
-@pytest.mark.parametrize(
-    ("method", "path", "body", "expected"),
-    [
-        ("POST", "/cart/items", {"product_id": 999_999, "quantity": 1}, (404, "not_found")),
-        ("POST", "/cart/items", {"product_id": "P", "quantity": 0}, (422, "quantity_out_of_range")),
-        (
-            "POST",
-            "/cart/items",
-            {"product_id": "P", "quantity": 100},
-            (422, "quantity_out_of_range"),
-        ),
-        (
-            "POST",
-            "/cart/items",
-            {"product_id": "P", "quantity": 95},
-            (422, "quantity_out_of_range"),
-        ),
-        ("POST", "/cart/items", {"product_id": "P", "quantity": "two"}, (422, "validation_failed")),
-        ("PATCH", "/cart/items/P", {"quantity": 100}, (422, "quantity_out_of_range")),
-        ("PATCH", "/cart/items/P", {"quantity": -1}, (422, "quantity_out_of_range")),
-        ("PATCH", "/cart/items/999999", {"quantity": 1}, (404, "not_found")),
-        ("DELETE", "/cart/items/999999", None, (404, "not_found")),
-    ],
-)
+@pytest.mark.parametrize(("method", "path", "body", "expected"), BAD_CART_CHANGES)
 async def test_bad_cart_changes_are_refused_and_change_nothing(
     client: BastionClient,
     runtime: Runtime,
