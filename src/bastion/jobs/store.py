@@ -201,10 +201,12 @@ class JobStore:
                 room = limit - len(claimed)
                 if queue not in limits or room <= 0:
                     continue
-                room = self._room(session, limits[queue], room, now)
+                room, locked_at = self._room(session, limits[queue], room)
                 if room > 0:
-                    taken = self._claim(session, [queue], handlers, room, worker, lease_s, now)
-                    self._spend(session, limits[queue], len(taken), now)
+                    taken = self._claim(
+                        session, [queue], handlers, room, worker, lease_s, locked_at
+                    )
+                    self._spend(session, limits[queue], len(taken), locked_at)
                     claimed += taken
         return claimed
 
@@ -274,13 +276,19 @@ class JobStore:
             for r in rows
         ]
 
-    def _room(self, session: Session, queue: QueueSpec, wanted: int, now: datetime) -> int:
+    def _room(self, session: Session, queue: QueueSpec, wanted: int) -> tuple[int, datetime]:
+        """How many jobs of ``queue`` may start now, and that now: read once the queue's
+        lock is held. A time read before waiting for the lock would be older than the
+        refill another claimer just wrote, and the bucket would be refilled twice."""
         if self.postgres:
             # Held to the end of the claim transaction: one claimer per limited queue.
             session.execute(
                 text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
                 {"key": f"{CHANNEL}:{queue.name}"},
             )
+        else:
+            session.connection()  # BEGIN IMMEDIATE: the database's write lock
+        now = utcnow()
         room = wanted
         if queue.concurrency is not None:
             running = session.execute(
@@ -291,7 +299,7 @@ class JobStore:
             room = min(room, queue.concurrency - running)
         if queue.rate_per_s is not None:
             room = min(room, math.floor(self._tokens(session, queue, now)))
-        return max(0, room)
+        return max(0, room), now
 
     def _tokens(self, session: Session, queue: QueueSpec, now: datetime) -> float:
         assert queue.rate_per_s is not None
