@@ -722,6 +722,7 @@ class Runtime:
         self.cursors = CursorCodec(settings.app.secret_key.get_secret_value())
         self.problems = ProblemRenderer(app.errors, settings, self.database)
         self.started = False
+        self.app_routers: list[tuple[APIRouter, str]] = []
         self._api: FastAPI | None = None
 
     def migrator(self) -> Migrator:
@@ -825,8 +826,12 @@ class Runtime:
                     worker.stop()
                 await self.shutdown()
 
-            routers = list(self.app.routers)
-            routers += [(build(self), prefix) for build, prefix in self.app.router_factories]
+            #: The app's own routers, those built by its factories included (``bastion
+            #: routes`` tells their routes from bastion's by these).
+            self.app_routers = list(self.app.routers) + [
+                (build(self), prefix) for build, prefix in self.app.router_factories
+            ]
+            routers = list(self.app_routers)
             if self.app.auth_routes is not None:
                 auth_router = build_auth_router(
                     self.app.auth_routes,

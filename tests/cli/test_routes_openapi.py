@@ -13,7 +13,7 @@ from tests.cli.conftest import Runner
 def test_route_rows_describe_functions_routers_and_platform_routes(project: Path) -> None:
     found = locate(None, None)
 
-    rows = list(route_rows(found.app, found.api()))
+    rows = list(route_rows(found.runtime()))
 
     assert RouteRow("GET", "/api/v1/items/{item_id}", "query", "get_item") in rows
     assert RouteRow("POST", "/api/v1/items", "mutation", "create_item", ("write:all",)) in rows
@@ -55,3 +55,17 @@ def test_openapi_to_a_file(bastion: Runner, project: Path) -> None:
     assert "build/openapi.json" in result.stderr
     # Generating the document neither connects to nor creates the database.
     assert not (project / "var" / "cliapp.db").exists()
+
+
+def test_routes_of_routers_built_by_the_runtime_are_the_app_s(tmp_path: Path) -> None:
+    from bastion.testing.plugin import _test_settings
+    from examples.shop.app import app as shop
+
+    runtime = shop.runtime(_test_settings(shop, f"sqlite:///{tmp_path}/shop.db", {}))
+    try:
+        rows = list(route_rows(runtime))
+    finally:
+        runtime.database.dispose()
+    assert RouteRow(
+        "POST", "/api/v1/products/{product_id}/image", "router", "upload_product_image"
+    ) in [RouteRow(row.method, row.path, row.kind, row.function) for row in rows]

@@ -12,12 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import fastapi.routing
-from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from rich.table import Table
 from starlette.routing import BaseRoute, Mount, Route
 
-from bastion.app import App
+from bastion.app import Runtime
 from bastion.cli.discovery import AppArgument, ConfigOption, locate
 from bastion.cli.output import reporting, stdout
 
@@ -50,14 +49,14 @@ def routes(app: AppArgument = None, config: ConfigOption = None) -> None:
     """List the app's routes: method, path, kind, function and required permissions."""
     with reporting():
         project = locate(app, config)
-        api = project.api()
+        runtime = project.runtime()
         table = Table(title=f"Routes of {project.app.name}", title_justify="left")
         table.add_column("Method", style="bold", no_wrap=True)
         table.add_column("Path", no_wrap=True)
         table.add_column("Kind", no_wrap=True)
         table.add_column("Function", no_wrap=True)
         table.add_column("Permissions")
-        for row in route_rows(project.app, api):
+        for row in route_rows(runtime):
             style = _KIND_STYLE.get(row.kind, "")
             table.add_row(
                 row.method,
@@ -69,13 +68,14 @@ def routes(app: AppArgument = None, config: ConfigOption = None) -> None:
         stdout().print(table)
 
 
-def route_rows(app: App, api: FastAPI) -> Iterator[RouteRow]:
-    """The rows for ``app`` served by ``api``, in the order FastAPI matches them."""
+def route_rows(runtime: Runtime) -> Iterator[RouteRow]:
+    """The rows of the runtime's app, in the order FastAPI matches them."""
+    app, api = runtime.app, runtime.api()
     specs = {(app.api_prefix + spec.path, spec.method, spec.name): spec for spec in app.functions}
     # Included routes keep their endpoint objects: identity tells router routes apart.
     from_routers = {
         route.endpoint
-        for router, _ in app.routers
+        for router, _ in runtime.app_routers
         for route in _flat(router.routes)
         if getattr(route, "endpoint", None) is not None
     }
