@@ -9,6 +9,7 @@ over their account here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint, select
@@ -40,13 +41,20 @@ class UserIdentity(PlatformBase):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
-def link_identity(session: Session, identity: OidcIdentity, passwords: Passwords) -> User:
+def link_identity(
+    session: Session,
+    identity: OidcIdentity,
+    passwords: Passwords,
+    on_create: Callable[[Session, User], None] | None = None,
+) -> User:
     """The user ``identity`` signs in as, linking or creating it on first sign-in.
 
     A known (provider, subject) is its user; otherwise a verified email finds the
-    user with that email, or creates one (role ``user``, no password). Banned or
-    inactive users are returned as they are: refusing them is the caller's job.
-    Call it inside a transaction: the link and the new user commit together.
+    user with that email, or creates one (role ``user``, no password) and calls
+    ``on_create(session, user)`` (the app's registration hook: a welcome email). Banned
+    or inactive users are returned as they are: refusing them is the caller's job.
+    Call it inside a transaction: the link, the new user and the hook's writes commit
+    together.
 
     Raises:
         BastionError: ``oidc_failed`` for an unknown identity without a verified email.
@@ -72,6 +80,8 @@ def link_identity(session: Session, identity: OidcIdentity, passwords: Passwords
     if user is None:
         user = create_user(session, passwords, email=email, password=None, name=identity.name[:200])
         log.info("oidc_user_created", user_id=user.id)
+        if on_create is not None:
+            on_create(session, user)
     session.add(
         UserIdentity(
             provider=identity.provider, subject=identity.subject, user_id=user.id, email=email

@@ -482,7 +482,15 @@ def build_auth_router(
 
     if oidc is not None:
         _add_oidc_routes(
-            router, oidc, authenticator, database, passwords, settings, set_cookie, sign_in
+            router,
+            oidc,
+            authenticator,
+            database,
+            passwords,
+            settings,
+            set_cookie,
+            sign_in,
+            on_register=config.on_register,
         )
 
     def admin(request: Request) -> Principal:
@@ -526,6 +534,8 @@ def _add_oidc_routes(
     settings: Settings,
     set_cookie: Callable[[Response, str], None],
     sign_in: Callable[[Request, Response, User, SessionRecord | None], Awaitable[StartedSession]],
+    *,
+    on_register: RegisterHook | None,
 ) -> None:
     log = get_logger("bastion.auth.oidc")
 
@@ -562,7 +572,7 @@ def _add_oidc_routes(
 
         def link() -> User:
             with database.transaction() as session:
-                user = link_identity(session, identity, passwords)
+                user = link_identity(session, identity, passwords, on_create=on_register)
                 session.flush()
                 session.expunge(user)
                 return user

@@ -13,6 +13,7 @@ from bastion import App, Runtime
 from bastion.auth.identities import UserIdentity
 from bastion.testing import BastionClient
 from examples.shop.app import app as shop
+from tests.examples.shop.shoppers import jobs_named
 from tests.support.oidc import OidcTestProvider
 
 PASSWORD = "correct horse battery staple"
@@ -67,6 +68,11 @@ async def test_sign_in_creates_then_finds_the_account(
 
     again = await sign_in(client, oidc_provider, "alice")
     assert again.json()["user"]["id"] == body["user"]["id"]
+    # The account was created once, so it was welcomed once, like a registered one.
+    welcomes = jobs_named(runtime, "bastion.send_email")
+    assert [(job.args["template"], job.args["to"]) for job in welcomes] == [
+        ("welcome", ["alice@example.com"])
+    ]
     with runtime.database.read_transaction() as session:
         links = session.scalars(select(UserIdentity)).all()
         assert [(link.provider, link.user_id) for link in links] == [("test", body["user"]["id"])]
