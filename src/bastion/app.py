@@ -575,12 +575,11 @@ class App:
         return self.cron(schedule, name="bastion.housekeeping", queue="bastion")(housekeeping)
 
     def search_index(self, index: SearchIndex) -> SearchIndex:
-        """Declare a full-text index: ORM writes to its table keep it in step from now
-        on (:mod:`bastion.search.upkeep`), and ``bastion search reindex`` knows it."""
+        """Declare a full-text index: the runtime's ORM writes to its table keep it in
+        step (:mod:`bastion.search.upkeep`), and ``bastion search reindex`` knows it."""
         if index.name in self.search_indexes:
             raise ValueError(f"search index {index.name!r} is declared twice")
         self.search_indexes[index.name] = index
-        keep_in_step(index)
         return index
 
     def channel(self, name: str, *, per_user: bool = True, permissions: Iterable[str] = ()) -> None:
@@ -680,6 +679,7 @@ class Runtime:
         self.oidc = OidcClient(settings.oidc) if settings.oidc.providers else None
         self.idempotency = IdempotencyStore(self.database, settings.idempotency)
         self.http = HttpClient(settings.integrations, redis_url=settings.redis.url)
+        keep_in_step(self.database, app.search_indexes.values())
         self.cache = build_query_cache(
             settings.cache, redis_url=settings.redis.url, app_name=app.name
         )

@@ -102,6 +102,8 @@ class Identity:
     method: Method
     session: SessionRecord | None = None
     api_key_id: int | None = None
+    expires_at: datetime | None = None
+    """When the bearer token it came with expires (long-lived connections recheck it)."""
 
 
 @dataclass(slots=True)
@@ -151,7 +153,7 @@ class Authenticator:
     async def from_bearer(self, token: str) -> Identity:
         claims = self.tokens.verify_access(token)
         user = await self._load_user(claims.user_id)
-        return self._identity(user, "bearer")
+        return self._identity(user, "bearer", expires_at=claims.expires_at)
 
     async def from_api_key(self, presented: str) -> Identity:
         found = await anyio.to_thread.run_sync(self._api_key, presented)

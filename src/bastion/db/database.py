@@ -71,6 +71,12 @@ class Database:
         rollback): wake-ups for enqueued jobs, later cache invalidation (#5)."""
         self._commit_hooks.append(hook)
 
+    def on_flush(self, hook: Callable[[Session], None]) -> None:
+        """Call ``hook(session)`` after each ORM flush of a write session, inside its
+        transaction (search upkeep writes index entries there, so they commit or roll
+        back with the rows)."""
+        event.listen(self._write_sessions, "after_flush", lambda session, _context: hook(session))
+
     def on_write(self, listener: Callable[[frozenset[str]], object]) -> Callable[[], None]:
         """Call ``listener(tables)`` after each commit that changed ``tables`` (see
         :mod:`bastion.db.writes`); returns a function that removes the listener."""

@@ -41,15 +41,12 @@ def build_realtime_router(
 
     def open_connection(scope: Any) -> Connection:
         identity = identity_of(scope)
-        expires_at = None
-        if identity is not None and identity.method == "bearer":
-            token = (header(scope, b"authorization") or "").partition(" ")[2].strip()
-            expires_at = authenticator.tokens.verify_access(token).expires_at.timestamp()
+        expires_at = identity.expires_at if identity is not None else None
         return realtime.connect(
             identity.principal if identity is not None else None,
             locale=locale_of(scope, settings),
             session_key=identity.session.key if identity is not None and identity.session else None,
-            token_expires_at=expires_at,
+            token_expires_at=expires_at.timestamp() if expires_at is not None else None,
         )
 
     async def still_signed_in(connection: Connection) -> None:
@@ -106,11 +103,11 @@ def build_realtime_router(
                 if not isinstance(token, str) or not token:
                     raise BastionError("token_invalid")
                 caller = await authenticator.from_bearer(token)
-                expires_at = authenticator.tokens.verify_access(token).expires_at.timestamp()
             except BastionError as failure:
                 code = failure.error_code
                 connection.close(CLOSE_SIGNED_OUT, code, error=realtime.error(connection, code))
                 return
+            expires_at = caller.expires_at.timestamp() if caller.expires_at else None
             realtime.authenticate(connection, caller.principal, token_expires_at=expires_at)
             connection.push({"type": "authenticated", "user_id": caller.principal.id})
 

@@ -1,47 +1,46 @@
 """Automatic upkeep: ORM writes to an indexed table update the index in the same flush.
 
-:func:`keep_in_step` (called by ``App.search_index``) registers an index by its source
-table. One ``after_flush`` listener on :class:`~sqlalchemy.orm.Session` then collects,
-per flush, the keys of the new, changed and deleted objects of watched tables and
-syncs those entries with Core statements in the flush's own transaction: a commit
-publishes rows and entries together, a rollback undoes both.
+:func:`keep_in_step` (called by the runtime for the app's indexes) watches the
+database's write sessions: after each flush it collects the keys of the new, changed
+and deleted objects of indexed tables and syncs those entries with Core statements in
+the flush's own transaction: a commit publishes rows and entries together, a rollback
+undoes both.
 
 Only objects whose indexed fields (or key) changed are synced, so the checkout's
 stock updates cost nothing. Core ``update()``/``delete()`` statements and raw SQL
 bypass the flush: their rows are not known here, and the caller syncs them with
 ``index.upsert(session, *keys)`` (or ``bastion search reindex`` for bulk changes).
-
-The listener is global rather than per session factory because an index belongs to
-its table, not to one :class:`~bastion.db.database.Database`: every session that
-writes the table, the runtime's or a script's, keeps the index in step.
+Sessions made outside the runtime's database (a data migration's) are not watched.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Column, event
+from sqlalchemy import Column
 from sqlalchemy import inspect as inspect_object
 from sqlalchemy.orm import InstanceState, Session
 from sqlalchemy.orm.base import NO_VALUE
 from sqlalchemy.sql.expression import TableClause
 
 if TYPE_CHECKING:
+    from bastion.db.database import Database
     from bastion.search.index import SearchIndex
 
-_WATCHED: dict[TableClause, list[SearchIndex]] = {}
+
+def keep_in_step(database: Database, indexes: Iterable[SearchIndex]) -> None:
+    """Sync ``indexes`` on every ORM flush of ``database`` that inserts, changes or
+    deletes rows of their tables."""
+    watched: dict[TableClause, list[SearchIndex]] = {}
+    for index in indexes:
+        watched.setdefault(index.table, []).append(index)
+    if watched:
+        database.on_flush(partial(_after_flush, watched))
 
 
-def keep_in_step(index: SearchIndex) -> None:
-    """Sync ``index`` on every ORM flush that inserts, changes or deletes rows of its table."""
-    if not _WATCHED:
-        event.listen(Session, "after_flush", _after_flush)
-    indexes = _WATCHED.setdefault(index.table, [])
-    if index not in indexes:
-        indexes.append(index)
-
-
-def _after_flush(session: Session, _context: Any) -> None:
+def _after_flush(watched: Mapping[TableClause, list[SearchIndex]], session: Session) -> None:
     changed: dict[SearchIndex, set[Any]] = {}
     for kind, instances in (
         ("new", session.new),
@@ -51,7 +50,7 @@ def _after_flush(session: Session, _context: Any) -> None:
         for instance in instances:
             state: InstanceState[Any] = inspect_object(instance)
             for table in state.mapper.tables:
-                for index in _WATCHED.get(table, ()):
+                for index in watched.get(table, ()):
                     changed.setdefault(index, set()).update(_keys(index, state, kind))
     for index, keys in changed.items():
         if keys:
