@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
 
+from bastion.alerts.tables import AlertEventRow, AlertStateRow  # noqa: F401  (platform tables)
 from bastion.auth.oidc import OidcClient
 from bastion.auth.passwords import Passwords
 from bastion.auth.principal import Principal
@@ -69,6 +70,7 @@ from bastion.integrations import HttpClient
 from bastion.jobs import Job, JobRegistry, Jobs, QueueSpec, Retry, declare_job
 from bastion.jobs.cron import CatchUp, CronSpec, check_expression
 from bastion.mail import Mailer, MailPermanentError, MailTemplateError
+from bastion.monitoring.tables import ClientLogRow, RequestStatsRow  # noqa: F401  (platform tables)
 from bastion.observability.health import HealthRegistry
 from bastion.observability.logs import configure_logging, get_logger
 from bastion.pubsub import Bus, Message, make_bus

@@ -41,6 +41,7 @@ class ErrorLogEntry(PlatformBase):
     route: Mapped[str | None] = mapped_column(String(512), index=True)
     user_id: Mapped[str | None] = mapped_column(String(64))
     request_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    trace_id: Mapped[str | None] = mapped_column(String(32), index=True)
     detail: Mapped[str | None] = mapped_column(Text)
     data: Mapped[dict[str, object] | None] = mapped_column(JSON)
 

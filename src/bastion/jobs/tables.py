@@ -49,6 +49,8 @@ class JobRow(PlatformBase):
     result: Mapped[Any] = mapped_column(JSON, nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text)
     request_id: Mapped[str | None] = mapped_column(String(128))
+    #: W3C ``traceparent`` of the span that enqueued the job: its run continues the trace.
+    trace_context: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

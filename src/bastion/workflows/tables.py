@@ -28,6 +28,8 @@ class WorkflowRow(PlatformBase):
     owner: Mapped[str | None] = mapped_column(String(64), index=True)
     parent_id: Mapped[str | None] = mapped_column(String(200))
     request_id: Mapped[str | None] = mapped_column(String(128))
+    #: W3C ``traceparent`` of the span that started the run (its steps join that trace).
+    trace_context: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
