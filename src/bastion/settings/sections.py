@@ -556,6 +556,26 @@ class CorsSection(Section):
     max_age_s: int = Field(600, ge=0)
 
 
+class MetricsSection(Section):
+    """Prometheus metrics at ``/metrics`` and the per-minute request statistics (#6)."""
+
+
+class TracingSection(Section):
+    """OpenTelemetry traces (#6)."""
+
+
+class AlertsSection(Section):
+    """Alert rules, their schedule and where notifications go (#6)."""
+
+
+class ClientLogsSection(Section):
+    """``POST /client-logs``: logs and errors sent by browsers and mobile apps (#6)."""
+
+
+class ConsoleSection(Section):
+    """The admin console at ``/console`` (#6)."""
+
+
 class Settings(BaseModel):
     """All of bastion's settings, as loaded from ``bastion.toml`` and the environment."""
 
@@ -584,6 +604,11 @@ class Settings(BaseModel):
     files: FilesSection = FilesSection()
     security: SecuritySection = SecuritySection()
     cors: CorsSection = CorsSection()
+    metrics: MetricsSection = MetricsSection()
+    tracing: TracingSection = TracingSection()
+    alerts: AlertsSection = AlertsSection()
+    client_logs: ClientLogsSection = ClientLogsSection()
+    console: ConsoleSection = ConsoleSection()
     extensions: dict[str, Any] = Field(default_factory=dict)
     """App-declared sections (``App(config_sections={...})``), validated by their own models."""
 
