@@ -33,7 +33,7 @@ run: install ## Serve the shop on :8000 and its payment gateway on :8001 (HOST/P
 dev: install ## Serve the shop with auto-reload
 	BASTION_CONFIG=$(SHOP_CONFIG) $(BIN)/bastion dev examples.shop.app:app --host $(HOST) --port $(PORT)
 
-test: install ## Run the whole suite: SQLite, then PostgreSQL for database tests (CI=true requires it)
+test: install ## Run the whole suite: SQLite and, side by side, PostgreSQL for database tests (CI=true requires it)
 	$(BIN)/python scripts/test.py
 
 test-sqlite: install ## Run the suite on SQLite only

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import pytest
@@ -75,9 +74,9 @@ async def test_processes_sharing_redis_share_the_count(
     make_runtime: RuntimeFactory, redis_url: str
 ) -> None:
     # Two runtimes stand for two processes: each has its own limiter and connection.
-    key_space = f"{redis_url.rsplit('/', 1)[0]}/{1 + uuid.uuid4().int % 14}"
-    first = make_runtime(ratelimit={"storage_url": key_space})
-    second = make_runtime(ratelimit={"storage_url": key_space})
+    # The counters live in the test run's own Redis database (see test_two_processes).
+    first = make_runtime(ratelimit={"storage_url": redis_url})
+    second = make_runtime(ratelimit={"storage_url": redis_url})
     await first.limiter.reset()
     statuses = []
     async with BastionClient(first.asgi()) as one, BastionClient(second.asgi()) as two:

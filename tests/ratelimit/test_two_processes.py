@@ -11,18 +11,16 @@ import secrets
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
 import redis
+from limits.aio.storage import RedisStorage
 
 from bastion import App
 from examples.shop.app import app as shop
 from tests.support.servers import bastion_server, shop_env
 
-#: A Redis database of its own: no other test uses it, so flushing it disturbs no one.
-REDIS_DB = 15
 PASSWORD = "correct horse battery staple"
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -35,14 +33,25 @@ def bastion_app() -> App:
 
 @pytest.fixture
 def storage_url(redis_url: str) -> Iterator[str]:
-    url = urlsplit(redis_url)._replace(path=f"/{REDIS_DB}").geturl()
-    client = redis.Redis.from_url(url)
-    client.flushdb()
+    """The test Redis, without rate-limit counters before and after the test.
+
+    Counter keys carry no per-test prefix (users of a fresh database share ids), so a
+    test run keeps them apart by having a Redis database of its own (scripts/test.py
+    gives the PostgreSQL pass the next one); a run's tests take turns.
+    """
+    client = redis.Redis.from_url(redis_url)
+    _drop_counters(client)
     try:
-        yield url
+        yield redis_url
     finally:
-        client.flushdb()
+        _drop_counters(client)
         client.close()
+
+
+def _drop_counters(client: redis.Redis) -> None:
+    names = list(client.scan_iter(match=f"{RedisStorage.PREFIX}:*"))
+    if names:
+        client.delete(*names)
 
 
 def server_env(database_url: str, storage_url: str) -> dict[str, str]:

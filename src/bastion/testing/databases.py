@@ -13,6 +13,7 @@ import os
 import shutil
 import sqlite3
 import uuid
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,13 +97,20 @@ def _fingerprint(app: App) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()[:12]
 
 
+#: Databases cloned ahead per template on PostgreSQL, and the threads cloning them.
+SPARE_DATABASES = 3
+CLONING_THREADS = 2
+
+
 @dataclass
 class DatabaseFactory:
     """Makes one fresh, migrated database per test; one template per app per run.
 
-    On PostgreSQL a clone takes most of a second (``CREATE DATABASE ... TEMPLATE``
-    writes and syncs every file), so the next test's database is cloned, and the last
-    test's dropped, on a background thread while the current test runs.
+    On PostgreSQL a clone (``CREATE DATABASE ... TEMPLATE``) takes tens of milliseconds
+    on an idle machine but up to a second on a busy one, and a drop about as long. Most
+    tests are quicker than that, so a few clones are kept ready, made by two threads
+    while tests run, and drops go to a thread of their own so they never hold up a
+    clone.
     """
 
     workdir: Path
@@ -110,9 +118,15 @@ class DatabaseFactory:
     admin_url: str | None
     _templates: dict[str, str] = field(default_factory=dict)
     _created: list[str] = field(default_factory=list)
-    _spares: dict[str, Future[str]] = field(default_factory=dict)
-    _background: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="bastion-test-db")
+    _spares: dict[str, deque[Future[str]]] = field(default_factory=dict)
+    _uses: dict[str, int] = field(default_factory=dict)
+    _cloning: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(
+            CLONING_THREADS, thread_name_prefix="bastion-test-db-clone"
+        )
+    )
+    _dropping: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="bastion-test-db-drop")
     )
 
     def fresh(self, app: App, name: str | None = None) -> str:
@@ -129,9 +143,7 @@ class DatabaseFactory:
             database = self._clone(template, f"bt_{suffix}")
         self._created.append(database)
         if name is None:
-            self._spares[template] = self._background.submit(
-                self._clone, template, f"bt_{uuid.uuid4().hex[:10]}"
-            )
+            self._clone_ahead(template)
         return make_url(self.admin_url).set(database=database).render_as_string(hide_password=False)
 
     def drop(self, url: str) -> None:
@@ -144,12 +156,18 @@ class DatabaseFactory:
         name = make_url(url).database
         if name in self._created:
             self._created.remove(name)
-            self._background.submit(self._execute, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            self._dropping.submit(self._execute, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def close(self) -> None:
-        self._background.shutdown(wait=True)
+        self._cloning.shutdown(wait=True)
+        self._dropping.shutdown(wait=True)
         if self.backend == "postgres":
-            spares = [spare.result() for spare in self._spares.values() if not spare.exception()]
+            spares = [
+                spare.result()
+                for queue in self._spares.values()
+                for spare in queue
+                if not spare.exception()
+            ]
             for name in [*spares, *self._created, *self._templates.values()]:
                 self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             self._created.clear()
@@ -157,11 +175,32 @@ class DatabaseFactory:
         self._templates.clear()
 
     def _spare(self, template: str) -> str | None:
-        """The database cloned ahead for ``template``, or ``None`` (none, or it failed)."""
-        pending = self._spares.pop(template, None)
-        if pending is None or pending.exception() is not None:
+        """The oldest database cloned ahead for ``template``, or ``None`` (none, or it failed)."""
+        spares = self._spares.get(template)
+        if not spares:
+            return None
+        pending = spares.popleft()
+        if pending.exception() is not None:
             return None
         return pending.result()
+
+    def _clone_ahead(self, template: str) -> None:
+        """Keep spares for ``template``: one after its first use, up to
+        :data:`SPARE_DATABASES` as tests keep using it. Other templates keep one each, so
+        apps that only a module or two use leave few unused clones behind."""
+        self._uses[template] = self._uses.get(template, 0) + 1
+        spares = self._spares.setdefault(template, deque())
+        while len(spares) < min(SPARE_DATABASES, self._uses[template]):
+            spares.append(
+                self._cloning.submit(self._clone, template, f"bt_{uuid.uuid4().hex[:10]}")
+            )
+        for other, queue in self._spares.items():
+            while other != template and len(queue) > 1:
+                self._dropping.submit(self._drop_clone, queue.pop())
+
+    def _drop_clone(self, pending: Future[str]) -> None:
+        if pending.exception() is None:
+            self._execute(f'DROP DATABASE IF EXISTS "{pending.result()}" WITH (FORCE)')
 
     def _clone(self, template: str, database: str) -> str:
         self._execute(f'CREATE DATABASE "{database}" TEMPLATE "{template}"')
