@@ -31,6 +31,8 @@ import structlog
 #: PostgreSQL refuses NOTIFY payloads of 8,000 bytes or more.
 PG_PAYLOAD_LIMIT = 7_999
 _SEND_BACKLOG = 10_000
+#: How long closing waits for the subscription and sender tasks to finish cancelling.
+_CLOSE_WAIT_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,9 +128,12 @@ class Bus:
     async def aclose(self) -> None:
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._tasks:
+            # Bounded: a client library caught mid-command by the cancellation (a
+            # publish of a commit made just before shutdown) must not hang shutdown.
+            _done, pending = await asyncio.wait(self._tasks, timeout=_CLOSE_WAIT_S)
+            if pending:
+                self.log.warning("bus_close_abandoned", tasks=len(pending))
         self._tasks.clear()
         self.connected = False
         self._loop = None
@@ -277,7 +282,8 @@ class RedisBus(_RemoteBus):
 
     async def aclose(self) -> None:
         await super().aclose()
-        await self._client.aclose()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._client.aclose(), timeout=_CLOSE_WAIT_S)
 
 
 class PostgresBus(_RemoteBus):
