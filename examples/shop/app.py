@@ -73,6 +73,12 @@ app = App(
 app.use_webhooks()
 # Hourly purge of expired sessions, tokens, idempotency keys and old finished jobs.
 app.use_housekeeping()
+# Browsers report their errors to POST /api/v1/client-logs (the console's pages too);
+# a job stores each batch, and entries older than [client_logs] retention_s are purged.
+app.use_client_logs()
+# Alert rules ([alerts] in bastion.toml) evaluated every minute by a worker; their states
+# and history at GET /api/v1/admin/alerts.
+app.use_alerts()
 # The gateway is one small service: at most 4 payment jobs at once across all workers,
 # and no more than 20 starts a second (refunds and reconciliations after an outage).
 app.queue("payments", concurrency=4, rate="20/second")

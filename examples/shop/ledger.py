@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from bastion import BastionError, Context, FieldError, NotFound, ValidationFailed, paginate_offset
 from bastion.auth import User
 from bastion.auth.audit import audit, require_reason
+from bastion.console.pages import ActionField
 from examples.shop.app import app, signed_in
 from examples.shop.models import CreditBalance, CreditEntry, insert_into
 from examples.shop.schemas import (
@@ -106,6 +107,15 @@ def my_credits(
             },
         }
     )
+
+
+# The console lists users for every app; credits are the shop's, so the shop offers
+# the form, and the console posts it to the endpoint below.
+app.console_user_action(
+    "Adjust credits",
+    "/admin/users/{id}/credits",
+    fields=[ActionField("amount_cents", "Amount in cents", "integer")],
+)
 
 
 @app.mutation(

@@ -4,7 +4,7 @@ orders; Administration). Orders are placed by the checkout workflow (``checkout.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Query
 from sqlalchemy import select, update
@@ -22,7 +22,7 @@ from bastion.webhooks import publish
 from examples.shop import ledger, payments
 from examples.shop.app import app, signed_in
 from examples.shop.models import Order
-from examples.shop.schemas import LineOut, OrderOut, RefundIn, ShippingOut
+from examples.shop.schemas import AdminOrderOut, LineOut, OrderOut, RefundIn, ShippingOut
 
 
 def order_out(order: Order) -> OrderOut:
@@ -84,6 +84,35 @@ def get_order(ctx: Context, order_id: int) -> OrderOut:
     if order is None or not (ctx.user.has("read:all") or str(order.user_id) == ctx.user.id):
         raise NotFound(resource="order")
     return order_out(order)
+
+
+@app.query(
+    "/admin/orders", response=OffsetPage[AdminOrderOut], permissions=["write:all"], tags=["admin"]
+)
+def admin_list_orders(
+    ctx: Context,
+    status: Literal["paid", "refunded"] | None = None,
+    user_id: Annotated[int | None, Query(ge=1)] = None,
+    page: Annotated[int, Query(ge=1)] = 1,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> dict[str, object]:
+    """Every buyer's orders, newest first, by status and buyer."""
+    statement = select(Order).order_by(Order.created_at.desc(), Order.id.desc())
+    if status is not None:
+        statement = statement.where(Order.status == status)
+    if user_id is not None:
+        statement = statement.where(Order.user_id == user_id)
+    result = paginate_offset(ctx.session, statement, page=page, limit=limit)
+    orders = [
+        AdminOrderOut(
+            **order_out(order).model_dump(),
+            user_id=order.user_id,
+            refunded_at=order.refunded_at,
+            refunded_to=order.refunded_to,
+        )
+        for order in result.data
+    ]
+    return {"data": orders, "pagination": result.pagination}
 
 
 @app.mutation(

@@ -161,6 +161,14 @@ class OrderOut(BaseModel):
     created_at: datetime
 
 
+class AdminOrderOut(OrderOut):
+    """An order as admins list it: with its buyer and refund."""
+
+    user_id: int
+    refunded_at: datetime | None
+    refunded_to: Literal["card", "credits"] | None
+
+
 class RefundIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -28,7 +28,8 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
 
-from bastion.alerts.tables import AlertEventRow, AlertStateRow  # noqa: F401  (platform tables)
+from bastion.alerts.admin import admin_function as alerts_admin_function
+from bastion.alerts.evaluate import alerts_job
 from bastion.auth.oidc import OidcClient
 from bastion.auth.passwords import Passwords
 from bastion.auth.principal import Principal
@@ -36,6 +37,8 @@ from bastion.auth.service import Authenticator
 from bastion.auth.sessions import DatabaseSessionStore
 from bastion.auth.tokens import Tokens
 from bastion.cache import build_query_cache
+from bastion.console.api import build_admin_router
+from bastion.console.pages import ActionField, UserAction, build_console_router
 from bastion.context import Context
 from bastion.db.database import Database
 from bastion.db.migrations import Migrator
@@ -51,6 +54,7 @@ from bastion.http.auth_routes import (
     build_auth_router,
     credential_paths,
 )
+from bastion.http.client_log_routes import build_client_log_router
 from bastion.http.file_routes import build_download_router, build_upload_router
 from bastion.http.middleware.access_log import AccessLogMiddleware
 from bastion.http.middleware.authentication import AuthenticationMiddleware
@@ -58,9 +62,11 @@ from bastion.http.middleware.body_limit import BodyLimitMiddleware
 from bastion.http.middleware.client_ip import ClientIpMiddleware
 from bastion.http.middleware.errors import ErrorMiddleware
 from bastion.http.middleware.idempotency import IdempotencyMiddleware
+from bastion.http.middleware.metrics import MetricsMiddleware
 from bastion.http.middleware.rate_limit import RateLimitMiddleware
 from bastion.http.middleware.request_id import RequestIdMiddleware
 from bastion.http.middleware.security_headers import SecurityHeadersMiddleware
+from bastion.http.middleware.tracing import TracingMiddleware
 from bastion.http.problems import ProblemRenderer
 from bastion.http.realtime_routes import build_realtime_router
 from bastion.http.routing import build_api
@@ -70,9 +76,14 @@ from bastion.integrations import HttpClient
 from bastion.jobs import Job, JobRegistry, Jobs, QueueSpec, Retry, declare_job
 from bastion.jobs.cron import CatchUp, CronSpec, check_expression
 from bastion.mail import Mailer, MailPermanentError, MailTemplateError
-from bastion.monitoring.tables import ClientLogRow, RequestStatsRow  # noqa: F401  (platform tables)
+from bastion.monitoring import client_logs
+from bastion.monitoring import stats as request_stats
+from bastion.monitoring.collector import DatabaseCollector
+from bastion.monitoring.errors import purge_error_log
 from bastion.observability.health import HealthRegistry
 from bastion.observability.logs import configure_logging, get_logger
+from bastion.observability.metrics import Metrics, multiprocess_dir
+from bastion.observability.tracing import Tracing
 from bastion.pubsub import Bus, Message, make_bus
 from bastion.ratelimit import Limiter
 from bastion.realtime import Realtime, RealtimeDeclarations
@@ -172,6 +183,10 @@ class App:
         self.realtime = RealtimeDeclarations()
         #: The admin permission of file routes, set by :meth:`use_files` (``None``: off).
         self.files_admin: str | None = None
+        #: The ingest job of ``POST /client-logs``, set by :meth:`use_client_logs` (``None``: off).
+        self.client_logs: Job[Any] | None = None
+        #: The app's own actions on users in the admin console (:meth:`console_user_action`).
+        self.console_user_actions: list[UserAction] = []
 
     def _register(self, kind: FunctionKind, path: str, options: dict[str, Any]) -> Callable[[F], F]:
         def decorator(fn: F) -> F:
@@ -567,7 +582,9 @@ class App:
     def use_housekeeping(self, schedule: str = "17 * * * *") -> Job[Any]:
         """Purge expired state on a schedule (hourly by default): database sessions,
         refresh tokens, idempotency keys, finished jobs and cron records older than
-        ``[jobs] retention_s``. Returns the cron job (enqueue it to run it now)."""
+        ``[jobs] retention_s``, error-log rows older than ``[errors] log_retention_s`` and
+        request statistics older than ``[metrics] stats_retention_s``. Returns the cron job
+        (enqueue it to run it now)."""
 
         async def housekeeping(ctx: Context) -> dict[str, int]:
             purged: dict[str, int] = await anyio.to_thread.run_sync(ctx.services.housekeep)
@@ -575,6 +592,53 @@ class App:
             return purged
 
         return self.cron(schedule, name="bastion.housekeeping", queue="bastion")(housekeeping)
+
+    def use_alerts(
+        self, schedule: str | None = None, *, admin_permission: str = "write:all"
+    ) -> Job[Any]:
+        """Evaluate the ``[[alerts.rules]]`` on a schedule and notify (log, Slack-compatible
+        webhooks, email), and serve ``GET {api_prefix}/admin/alerts``.
+
+        The cron job ``bastion.alerts`` runs on the ``bastion`` queue. Without
+        ``schedule`` it evaluates at ``[alerts] schedule`` (every minute by default);
+        ``schedule`` fixes it in code instead. Returns the cron job (enqueue it to
+        evaluate now). See docs/howto/alerts.md.
+
+        Args:
+            admin_permission: What ``GET /admin/alerts`` requires.
+        """
+        self._add_function(alerts_admin_function(admin_permission))
+        return self.cron(schedule or "* * * * *", name="bastion.alerts", queue="bastion")(
+            alerts_job(schedule)
+        )
+
+    def use_client_logs(self, *, schedule: str = "43 * * * *") -> Job[Any]:
+        """Take logs and errors from browsers and mobile apps at ``POST
+        {api_prefix}/client-logs``; each batch is stored by a job on the ``bastion``
+        queue, and entries older than ``[client_logs] retention_s`` are deleted on
+        ``schedule`` (hourly by default). Returns the retention cron job.
+
+        Signed-in browsers post with their session cookie, so they send
+        ``X-CSRF-Token`` like any other write; anonymous visitors may post too (with
+        ``[client_logs] anonymous_rate_limit``) unless ``allow_anonymous`` is off.
+        """
+        self.client_logs = self.job(queue="bastion", name=client_logs.INGEST_JOB)(
+            client_logs.ingest
+        )
+        return self.cron(schedule, name=client_logs.PURGE_JOB, queue="bastion")(client_logs.purge)
+
+    def console_user_action(
+        self, label: str, path: str, *, fields: Iterable[ActionField] = ()
+    ) -> None:
+        """Offer an action on each user in the admin console's users page.
+
+        The console posts ``{"reason": ..., **fields}`` to ``path`` under the API
+        prefix, ``{id}`` replaced by the user's id: the app's own admin endpoint
+        checks, applies and audits it (the shop's credit adjustment is one).
+        """
+        if "{id}" not in path:
+            raise ValueError(f"console action path {path!r} must contain {{id}}")
+        self.console_user_actions.append(UserAction(label, path, tuple(fields)))
 
     def search_index(self, index: SearchIndex) -> SearchIndex:
         """Declare a full-text index: the runtime's ORM writes to its table keep it in
@@ -658,6 +722,31 @@ class Runtime:
             )
         self.log = get_logger("bastion", app=app.name)
         self.database = Database(settings.database)
+        #: The Prometheus families of ``/metrics`` (multiprocess files when configured).
+        self.metrics = Metrics(multiprocess_dir=multiprocess_dir(settings.metrics.multiprocess_dir))
+        self.metrics.register(DatabaseCollector(self.database))
+        self.metrics.watch_pools(
+            "primary", (self.database.write_engine.pool, self.database.read_engine.pool)
+        )
+        self.metrics.watch_pools(
+            "replica", (replica.engine.pool for replica in self.database.replicas)
+        )
+        #: This process's per-minute request counts, written to ``bastion_request_stats``.
+        self.request_stats = request_stats.RequestStats()
+        #: Spans of requests, functions, SQL, outbound calls, jobs and workflow steps.
+        self.tracing = Tracing(
+            settings.tracing,
+            service_name=app.name,
+            service_version=settings.app.version,
+            environment=settings.env,
+        )
+        self.tracing.instrument_engines(
+            [
+                self.database.write_engine,
+                self.database.read_engine,
+                *(replica.engine for replica in self.database.replicas),
+            ]
+        )
         self.health = HealthRegistry(
             default_timeout_s=settings.health.timeout_s, expose_errors=settings.expose_internals
         )
@@ -680,7 +769,12 @@ class Runtime:
         self.authenticator = Authenticator(settings, self.database, self.passwords)
         self.oidc = OidcClient(settings.oidc) if settings.oidc.providers else None
         self.idempotency = IdempotencyStore(self.database, settings.idempotency)
-        self.http = HttpClient(settings.integrations, redis_url=settings.redis.url)
+        self.http = HttpClient(
+            settings.integrations,
+            redis_url=settings.redis.url,
+            tracing=self.tracing,
+            metrics=self.metrics,
+        )
         keep_in_step(self.database, app.search_indexes.values())
         self.cache = build_query_cache(
             settings.cache, redis_url=settings.redis.url, app_name=app.name
@@ -691,6 +785,7 @@ class Runtime:
             settings,
             services=self,
             cache=self.cache if settings.cache.enabled else None,
+            tracer=self.tracing.tracer,
         )
         #: Messages between this app's processes: write sets, realtime events, sign-outs.
         self.bus: Bus = make_bus(settings, app.name)
@@ -712,10 +807,30 @@ class Runtime:
             settings=settings.realtime,
         )
         self.authenticator.on_signout(self.realtime.signed_out)
-        self.jobs = Jobs(self.database, app.jobs, settings, services=self)
-        self.workflows = Workflows(self.database, app.workflows, settings, services=self)
+        self.metrics.watch_cache(self.cache)
+        self.metrics.watch_gauge(
+            self.metrics.realtime_connections, lambda: self.realtime.stats()["connections"]
+        )
+        self.jobs = Jobs(
+            self.database,
+            app.jobs,
+            settings,
+            services=self,
+            tracer=self.tracing.tracer,
+            metrics=self.metrics,
+        )
+        self.workflows = Workflows(
+            self.database,
+            app.workflows,
+            settings,
+            services=self,
+            tracer=self.tracing.tracer,
+            metrics=self.metrics,
+        )
         self.mail = Mailer.from_settings(settings.mail, templates_dir=app.mail_templates)
-        self.webhooks = WebhookService(app.webhooks, self.database, settings, app.jobs)
+        self.webhooks = WebhookService(
+            app.webhooks, self.database, settings, app.jobs, tracing=self.tracing
+        )
         self.files = FileService(
             self.database, settings, admin_permission=app.files_admin or "write:all"
         )
@@ -757,6 +872,10 @@ class Runtime:
     async def shutdown(self) -> None:
         """Release connections; the server has already drained in-flight requests."""
         await self.bus.aclose()
+        # After the bus: the last statistics' commit need not tell other processes (a
+        # publish still in flight when the bus closes would hold up its Redis client).
+        await self.flush_request_stats()
+        self.metrics.close()
         self.cache.close()
         await self.limiter.close()
         await self.http.aclose()
@@ -765,6 +884,8 @@ class Runtime:
         if self.oidc is not None:
             await self.oidc.aclose()
         await anyio.to_thread.run_sync(self.database.dispose)
+        # Last: it flushes the spans of everything above (a batch may wait on the collector).
+        await anyio.to_thread.run_sync(self.tracing.shutdown)
         self.started = False
         self.log.info("stopped")
 
@@ -790,13 +911,41 @@ class Runtime:
         with self.database.transaction() as session:
             tokens = Tokens.purge_expired(session, now)
         jobs, fires = self.jobs.store.purge(timedelta(seconds=self.settings.jobs.retention_s))
+        with self.database.transaction() as session:
+            stats = request_stats.purge(
+                session, timedelta(seconds=self.settings.metrics.stats_retention_s), now=now
+            )
+        with self.database.transaction() as session:
+            errors = purge_error_log(
+                session, timedelta(seconds=self.settings.errors.log_retention_s)
+            )
         return {
             "sessions": DatabaseSessionStore(self.database).purge_expired(now),
             "refresh_tokens": tokens,
             "idempotency_keys": self.idempotency.purge_expired(now),
             "jobs": jobs,
             "cron_fires": fires,
+            "request_stats": stats,
+            "errors": errors,
         }
+
+    async def flush_request_stats(self) -> int:
+        """Write this process's request counts to the database now; returns the rows
+        written (0 when the database is down: the counts wait for the next flush)."""
+        try:
+            return await anyio.to_thread.run_sync(self.request_stats.flush, self.database)
+        except Exception as exc:
+            self.log.warning("request_stats_flush_failed", error=f"{type(exc).__name__}: {exc}")
+            return 0
+
+    async def report_periodically(self) -> None:
+        """Every ``[metrics] stats_flush_s`` until cancelled: write the request statistics
+        and refresh the sampled metrics (run by the server's lifespan and ``bastion worker``)."""
+        while True:
+            await anyio.sleep(self.settings.metrics.stats_flush_s)
+            await self.flush_request_stats()
+            # Keeps this process's multiprocess files fresh for scrapes served by others.
+            await anyio.to_thread.run_sync(self.metrics.sample)
 
     def _publish_writes(self, tables: frozenset[str]) -> None:
         self.bus.publish("writes", {"tables": sorted(tables)})
@@ -817,15 +966,17 @@ class Runtime:
             @asynccontextmanager
             async def lifespan(_api: FastAPI) -> AsyncIterator[None]:
                 await self.startup()
-                if not (self.embedded_worker and self.app.jobs.jobs):
-                    yield
-                    await self.shutdown()
-                    return
-                async with anyio.create_task_group() as group:
-                    worker = self.jobs.worker()
-                    await group.start(worker.run)
-                    yield
-                    worker.stop()
+                async with anyio.create_task_group() as stats:
+                    stats.start_soon(self.report_periodically)
+                    if not (self.embedded_worker and self.app.jobs.jobs):
+                        yield
+                    else:
+                        async with anyio.create_task_group() as group:
+                            worker = self.jobs.worker()
+                            await group.start(worker.run)
+                            yield
+                            worker.stop()
+                    stats.cancel_scope.cancel()
                 await self.shutdown()
 
             #: The app's own routers, those built by its factories included (``bastion
@@ -865,6 +1016,35 @@ class Runtime:
             if self.app.files_admin is not None:
                 routers.append((build_upload_router(self.files), self.app.api_prefix))
                 routers.append((build_download_router(self.files), ""))
+            if self.app.client_logs is not None:
+                client_log_router = build_client_log_router(
+                    ingest=self.app.client_logs,
+                    database=self.database,
+                    settings=self.settings,
+                    limiter=self.limiter if self.settings.ratelimit.enabled else None,
+                    metrics=self.metrics,
+                )
+                routers.append((client_log_router, self.app.api_prefix))
+            if self.app.auth_routes is not None:
+                admin_router = build_admin_router(
+                    database=self.database,
+                    jobs=self.jobs.store,
+                    admin_permission=self.app.auth_routes.admin_permission,
+                )
+                routers.append((admin_router, self.app.api_prefix))
+                if self.settings.console.enabled:
+                    console = build_console_router(
+                        path=self.settings.console.path,
+                        api_prefix=self.app.api_prefix,
+                        admin_permission=self.app.auth_routes.admin_permission,
+                        database=self.database,
+                        jobs=self.jobs.store,
+                        workflows=self.workflows,
+                        health=self.health,
+                        metrics=self.metrics,
+                        user_actions=self.app.console_user_actions,
+                    )
+                    routers.append((console, self.settings.console.path))
             receivers = self.webhooks.router()
             if receivers is not None:
                 routers.insert(0, (receivers, self.app.api_prefix))
@@ -881,6 +1061,7 @@ class Runtime:
                 problems=self.problems,
                 health=self.health,
                 lifespan=lifespan,
+                metrics=self.metrics,
             )
         return self._api
 
@@ -895,26 +1076,33 @@ def build_asgi_app(runtime: Runtime) -> ASGIApp:
        every response, the error middleware's included, carries ``X-Request-ID``.
     2. ``ClientIpMiddleware`` (when ``server.trusted_proxies`` is set) — the client's
        address from X-Forwarded-For, believed only from trusted proxies.
-    3. ``AccessLogMiddleware`` — one line per request with the final status.
-    4. ``SecurityHeadersMiddleware`` — CSP, nosniff, Referrer-Policy, framing, HSTS.
-    5. ``CORSMiddleware`` (Starlette's, when ``cors.allow_origins`` is set) — outside
+    3. ``TracingMiddleware`` (unless ``tracing.enabled`` is off) — a server span per
+       request, continuing an incoming ``traceparent``; binds ``trace_id`` and ``span_id``
+       into every log line below it (the access log's included).
+    4. ``AccessLogMiddleware`` — one line per request with the final status.
+    5. ``MetricsMiddleware`` — counts each request by route template, method and final
+       status into ``runtime.metrics`` and ``runtime.request_stats``; outside the error
+       middleware, so 500s and 429s are counted. Answers ``[metrics] path`` itself: not
+       an API route, not rate limited, not counted.
+    6. ``SecurityHeadersMiddleware`` — CSP, nosniff, Referrer-Policy, framing, HSTS.
+    7. ``CORSMiddleware`` (Starlette's, when ``cors.allow_origins`` is set) — outside
        the error middleware, so browsers can read error bodies too.
-    6. ``ErrorMiddleware`` — any exception that escaped becomes a 500 problem.
-    7. ``AuthenticationMiddleware`` — bearer token, API key or session cookie to the
+    8. ``ErrorMiddleware`` — any exception that escaped becomes a 500 problem.
+    9. ``AuthenticationMiddleware`` — bearer token, API key or session cookie to the
        caller (401 on a bad credential), CSRF check for cookie-authenticated writes
        (not on login-like endpoints and webhook receivers, which never act on a session).
-    8. ``RateLimitMiddleware`` (unless ``ratelimit.enabled`` is off) — limits per
-       client address, user or API key (inside authentication, which says which),
-       ``RateLimit-*`` headers of the tightest limit, 429 with Retry-After. Functions'
-       own limits are checked by their endpoints and share the headers.
-    9. ``GZipMiddleware`` — compress bodies above ``server.gzip_min_bytes``.
-    10. ``BodyLimitMiddleware`` — 413 above ``server.max_body_bytes``.
-    11. ``IdempotencyMiddleware`` (unless ``idempotency.enabled`` is off) — an unsafe
+    10. ``RateLimitMiddleware`` (unless ``ratelimit.enabled`` is off) — limits per
+        client address, user or API key (inside authentication, which says which),
+        ``RateLimit-*`` headers of the tightest limit, 429 with Retry-After. Functions'
+        own limits are checked by their endpoints and share the headers.
+    11. ``GZipMiddleware`` — compress bodies above ``server.gzip_min_bytes``.
+    12. ``BodyLimitMiddleware`` — 413 above ``server.max_body_bytes``.
+    13. ``IdempotencyMiddleware`` (unless ``idempotency.enabled`` is off) — an unsafe
         request with an ``Idempotency-Key`` runs once per caller and key; retries get
         the stored response. Inside the body limit (the body it buffers is bounded) and
         gzip (it stores plain bodies), inside authentication (keys are per caller).
-    12. The FastAPI router — validation, function routes, health, docs; its exception
-       handlers render every error as problem+json.
+    14. The FastAPI router — validation, function routes, health, docs; its exception
+        handlers render every error as problem+json.
     """
     settings = runtime.settings
     problems = runtime.problems
@@ -930,7 +1118,9 @@ def build_asgi_app(runtime: Runtime) -> ASGIApp:
     )
     stack = GZipMiddleware(stack, minimum_size=settings.server.gzip_min_bytes)
     if settings.ratelimit.enabled:
-        stack = RateLimitMiddleware(stack, limiter=runtime.limiter, render=problems.asgi)
+        stack = RateLimitMiddleware(
+            stack, limiter=runtime.limiter, render=problems.asgi, metrics=runtime.metrics
+        )
     stack = AuthenticationMiddleware(
         stack,
         authenticator=runtime.authenticator,
@@ -958,8 +1148,24 @@ def build_asgi_app(runtime: Runtime) -> ASGIApp:
         else settings.env == "production"
     )
     stack = SecurityHeadersMiddleware(stack, settings=settings.security, hsts=hsts)
+    stack = MetricsMiddleware(
+        stack,
+        metrics=runtime.metrics,
+        stats=runtime.request_stats,
+        routes=runtime.api().router.routes,
+        settings=settings.metrics,
+        render=problems.asgi,
+    )
     if settings.log.access_log:
         stack = AccessLogMiddleware(stack)
+    if runtime.tracing.enabled:
+        # Inside the request id (a span attribute) and the client address; outside the
+        # access log, so its line carries the trace id too.
+        stack = TracingMiddleware(
+            stack,
+            tracer=runtime.tracing.tracer,
+            skip=frozenset({"/health/live", "/health/ready", settings.metrics.path}),
+        )
     if settings.server.trusted_proxies:
         stack = ClientIpMiddleware(stack, trusted_proxies=settings.server.trusted_proxies)
     stack = RequestIdMiddleware(stack)

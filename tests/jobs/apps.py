@@ -37,6 +37,8 @@ app.queue("metered", rate="5/second")
 
 #: Attempts seen per key, for async jobs that keep no rows.
 CALLS: dict[str, int] = {}
+#: What ``gated`` runs wait for (set by the test that uses it).
+GATES: dict[str, anyio.Event] = {}
 
 
 @app.job()
@@ -142,3 +144,10 @@ def effects(ctx: Context) -> list[str]:
 @app.query("/sneaky-enqueue")
 def sneaky_enqueue(ctx: Context) -> int:
     return record.enqueue(ctx, key="from-a-query")
+
+
+@app.job(max_attempts=3)
+async def gated(ctx: Context, key: str) -> int:
+    CALLS[key] = CALLS.get(key, 0) + 1
+    await GATES[key].wait()
+    return CALLS[key]

@@ -47,7 +47,15 @@ async def test_old_finished_jobs_and_cron_records_are_purged(runtime: Runtime) -
     purged = runtime.housekeep()
     assert purged["jobs"] == 1
     assert purged["cron_fires"] == 1
-    assert set(purged) == {"sessions", "refresh_tokens", "idempotency_keys", "jobs", "cron_fires"}
+    assert set(purged) == {
+        "sessions",
+        "refresh_tokens",
+        "idempotency_keys",
+        "jobs",
+        "cron_fires",
+        "errors",
+        "request_stats",
+    }
     assert runtime.jobs.store.get(old) is None
     assert job(runtime, recent).status == "succeeded"
     assert job(runtime, waiting).status == "queued", "unfinished jobs are never purged"

@@ -11,12 +11,15 @@ from sqlalchemy import select
 from bastion import Runtime
 from bastion.errors import ValidationFailed
 from bastion.jobs import Outcome
+from bastion.jobs.store import JOBS
 from bastion.testing import BastionClient
 from bastion.testing.plugin import RuntimeFactory
 from tests.jobs.apps import (
     CALLS,
+    GATES,
     Effect,
     flaky,
+    gated,
     greet_v1,
     greet_v2,
     hopeless,
@@ -27,7 +30,7 @@ from tests.jobs.apps import (
     slow_write,
     stamp,
 )
-from tests.jobs.conftest import job, run_until, status_is
+from tests.jobs.conftest import eventually, job, run_until, status_is
 
 
 def effect_keys(runtime: Runtime) -> list[str]:
@@ -231,3 +234,31 @@ async def test_shutdown_gives_back_jobs_that_outlive_the_grace_period(
     await run_until(runtime, status_is(runtime, job_id, "running"))
     row = job(runtime, job_id)
     assert (row.status, row.attempts, row.claim_token) == ("queued", 0, None)
+
+
+async def test_a_job_claimed_again_by_its_own_worker_runs_once_to_completion(
+    make_runtime: RuntimeFactory,
+) -> None:
+    # Another worker's reaper gives the running job back (its lease looked expired: a
+    # stalled heartbeat) and this same worker claims it again: the first run is fenced
+    # off and cancelled, the second finishes, and neither disturbs the other's entry.
+    runtime = make_runtime(jobs={"lease_s": 0.6})
+    GATES["again"] = anyio.Event()
+    job_id = await runtime.jobs.enqueue(gated, key="again")
+    worker = runtime.jobs.worker()
+    async with anyio.create_task_group() as group:
+        await group.start(worker.run)
+        await eventually(lambda: CALLS.get("again") == 1)
+        with runtime.database.transaction() as session:
+            session.execute(
+                JOBS.update()
+                .where(JOBS.c.id == job_id)
+                .values(status="queued", claim_token=None, lease_until=None, worker=None)
+            )
+        await eventually(lambda: CALLS.get("again") == 2)
+        GATES["again"].set()
+        await eventually(lambda: job(runtime, job_id).status == "succeeded")
+        worker.stop()
+    row = job(runtime, job_id)
+    assert row.result == 2
+    assert row.attempts == 2

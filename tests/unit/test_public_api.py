@@ -11,8 +11,11 @@ def test_all_is_sorted_and_complete() -> None:
     for name in public:
         assert hasattr(bastion, name), name
     modules = {
+        "alerts",
         "app",
         "auth",
+        "console",
+        "monitoring",
         "files",
         "idempotency",
         "integrations",

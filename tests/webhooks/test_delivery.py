@@ -264,3 +264,21 @@ async def test_publishing_needs_a_mutation_and_a_valid_event_type(
         runtime.webhooks.publish(session, "Order Created", {})
     with runtime.database.transaction() as session:
         assert runtime.webhooks.publish(session, "order.created", {}).delivery_ids == []
+
+
+async def test_a_delivery_continues_the_trace_of_the_request_that_published_it(
+    client: BastionClient, runtime: Runtime, endpoint: Endpoint
+) -> None:
+    await subscribe(client, endpoint.url)
+    [delivery_id] = (await order(client)).json()["deliveries"]
+
+    await run_until(runtime, settled(runtime, delivery_id, "succeeded"))
+
+    with runtime.database.read_transaction() as session:
+        [enqueued_in] = session.scalars(
+            select(JobRow.trace_context).where(JobRow.trace_context.is_not(None))
+        )
+    [received] = endpoint.received
+    # Same trace as the request that published the event; the span is the delivery call's.
+    assert received.headers["traceparent"].split("-")[1] == enqueued_in.split("-")[1]
+    assert received.headers["traceparent"] != enqueued_in

@@ -16,9 +16,12 @@ its own access log or configure logging: bastion's access log and
 
 from __future__ import annotations
 
+import atexit
 import math
 import os
+import shutil
 import signal
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -30,6 +33,7 @@ import uvicorn
 from bastion.cli.discovery import AppArgument, ConfigOption, Project, locate
 from bastion.cli.output import reporting
 from bastion.observability.logs import configure_logging, get_logger
+from bastion.observability.metrics import multiprocess_dir, prepare_multiprocess_dir
 from bastion.settings import Settings
 from bastion.types import ASGIApp
 
@@ -157,6 +161,15 @@ def _serve(project: Project, settings: Settings, *, reload: bool) -> None:
     server = settings.server
     _configure_logging(settings)
     workers = 1 if reload else server.workers
+    metrics_dir = multiprocess_dir(settings.metrics.multiprocess_dir)
+    if metrics_dir is None and workers > 1:
+        # Each worker counts its own requests; without shared files a scrape would
+        # show whichever process answered it.
+        metrics_dir = tempfile.mkdtemp(prefix="bastion-metrics-")
+        atexit.register(shutil.rmtree, metrics_dir, ignore_errors=True)
+    if metrics_dir is not None:
+        # Before any worker starts: the files of an earlier run would add to this one's.
+        prepare_multiprocess_dir(metrics_dir, wipe=True)
     get_logger("bastion.cli").info(
         "serving",
         app=project.target,

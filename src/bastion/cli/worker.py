@@ -81,6 +81,8 @@ async def _work(runtime: Runtime, queues: list[str] | None, concurrency: int | N
         worker = runtime.jobs.worker(queues, concurrency=concurrency)
         async with anyio.create_task_group() as group:
             group.start_soon(_stop_on_signals, worker)
+            # Keeps this process's metrics fresh in a multiprocess folder shared with servers.
+            group.start_soon(runtime.report_periodically)
             await worker.run()
             group.cancel_scope.cancel()
     finally:

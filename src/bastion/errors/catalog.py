@@ -41,6 +41,8 @@ PLATFORM_CODES: dict[str, int] = {
     "conflict": 409,
     "email_taken": 409,
     "idempotency_in_progress": 409,
+    "job_not_retryable": 409,
+    "job_not_cancellable": 409,
     "payload_too_large": 413,
     "unsupported_media_type": 415,
     "rate_limited": 429,

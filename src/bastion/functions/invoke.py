@@ -11,6 +11,7 @@ from functools import partial
 from typing import Any
 
 import anyio.to_thread
+from opentelemetry.trace import NoOpTracer, Tracer
 from sqlalchemy import exc as sa_exc
 
 from bastion.auth.principal import Principal
@@ -27,6 +28,7 @@ from bastion.errors import (
 )
 from bastion.functions.registry import FunctionKind, FunctionSpec
 from bastion.observability.logs import get_logger
+from bastion.observability.tracing import record_failure
 from bastion.settings.sections import Settings
 
 
@@ -37,6 +39,7 @@ class Invoker:
         database: Where queries and mutations run.
         settings: Passed to every context.
         services: The runtime, reachable as ``ctx.services``.
+        tracer: Starts a span per invocation (the runtime's; none by default).
     """
 
     def __init__(
@@ -45,8 +48,10 @@ class Invoker:
         settings: Settings,
         services: Any = None,
         cache: QueryCacheBackend | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.database = database
+        self.tracer = tracer or NoOpTracer()
         self.settings = settings
         self.services = services
         self.cache = cache
@@ -68,6 +73,41 @@ class Invoker:
         Raises:
             BastionError: for every failure a client may see (database errors mapped).
         """
+        with self.tracer.start_as_current_span(
+            spec.name,
+            attributes={
+                "bastion.function.name": spec.name,
+                "bastion.function.kind": spec.kind.value,
+            },
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            try:
+                return await self._invoke(
+                    spec,
+                    args,
+                    user=user,
+                    locale=locale,
+                    request_id=request_id,
+                    session_data=session_data,
+                    idempotency_key=idempotency_key,
+                )
+            except Exception as error:
+                if not _is_answer(error):
+                    record_failure(span, error)
+                raise
+
+    async def _invoke(
+        self,
+        spec: FunctionSpec,
+        args: Mapping[str, Any],
+        *,
+        user: Principal | None,
+        locale: str,
+        request_id: str,
+        session_data: dict[str, Any] | None,
+        idempotency_key: str | None,
+    ) -> Any:
         authorize(spec, user)
         context = partial(
             self._context,
@@ -184,6 +224,14 @@ def database_error(error: sa_exc.DBAPIError) -> BastionError | sa_exc.DBAPIError
     if is_unavailable_error(error):
         return ServiceUnavailable("database_unavailable", headers={"Retry-After": "1"})
     return error
+
+
+def _is_answer(error: Exception) -> bool:
+    """A client error (404, 409, 422...) is the function's answer, not a failed span."""
+    if not isinstance(error, BastionError):
+        return False
+    status = error.status_override or type(error).status
+    return status is not None and status < 500
 
 
 def _validate(spec: FunctionSpec, result: Any) -> Any:

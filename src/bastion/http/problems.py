@@ -13,6 +13,7 @@ from typing import Any
 
 import anyio.to_thread
 from fastapi.exceptions import RequestValidationError
+from opentelemetry import trace
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -31,6 +32,7 @@ from bastion.errors import (
 from bastion.functions import database_error
 from bastion.http.state import locale_of, request_id_of, state, user_of
 from bastion.observability.logs import get_logger, scrub
+from bastion.observability.tracing import current_trace_id, record_failure
 from bastion.settings.sections import Settings
 from bastion.types import Receive, Scope, Send
 
@@ -149,6 +151,10 @@ class ProblemRenderer:
         if status >= 500 and error is not exc and self.settings.expose_internals:
             body["exception"] = f"{type(exc).__name__}: {exc}"[:2000]
         headers = dict(error.headers)
+        if status >= 500:
+            # The request's span (the tracing middleware's) carries the exception, since
+            # nothing re-raises it past the error middleware.
+            record_failure(trace.get_current_span(), exc)
         if status >= 500 or code in self.log_codes:
             await self._record(scope, code, status, detail, exc)
         return Response(
@@ -191,6 +197,7 @@ class ProblemRenderer:
             route=getattr(route, "path", None),
             user_id=user.id if user else None,
             request_id=request_id_of(scope) or None,
+            trace_id=current_trace_id(),
             detail=detail,
             data=scrub(
                 {

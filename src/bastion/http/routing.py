@@ -27,6 +27,7 @@ from bastion.http.problems import PROBLEM_JSON, ProblemRenderer
 from bastion.http.responses import accepts_json, result_response
 from bastion.http.state import header, locale_of, request_id_of, session_of, user_of
 from bastion.observability.health import HealthRegistry, health_document
+from bastion.observability.metrics import Metrics
 from bastion.ratelimit import Limiter
 from bastion.settings.sections import Settings
 
@@ -115,12 +116,13 @@ def build_api(
     health: HealthRegistry,
     lifespan: Any,
     limiter: Limiter | None = None,
+    metrics: Metrics | None = None,
 ) -> FastAPI:
     """The FastAPI application: function routes, mounted routers, health, docs.
 
     ``limiter`` enforces functions' own rate limits; ``None`` when limiting is off.
     """
-    function_limits = FunctionLimits(limiter) if limiter is not None else None
+    function_limits = FunctionLimits(limiter, metrics) if limiter is not None else None
     api = FastAPI(
         title=title,
         version=version,

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from bastion.observability.logs import get_logger
+from bastion.observability.metrics import Metrics
 
 BreakerState = Literal["closed", "open", "half_open"]
 
@@ -55,6 +56,8 @@ class BreakerStorage(Protocol):
     async def record_failure(self, name: str, now: float, threshold: int) -> None: ...
 
     async def snapshot(self, name: str) -> BreakerSnapshot: ...
+
+    async def names(self) -> list[str]: ...
 
     async def close(self) -> None: ...
 
@@ -96,6 +99,9 @@ class MemoryBreakerStorage:
         entry = self._entries.get(name, _Entry())
         opened_at = entry.opened_at if entry.state != "closed" else None
         return BreakerSnapshot(entry.state, entry.failures, opened_at)
+
+    async def names(self) -> list[str]:
+        return list(self._entries)
 
     async def close(self) -> None:
         self._entries.clear()
@@ -176,6 +182,13 @@ class RedisBreakerStorage:
             state, int(fields.get("failures", 0)), float(opened) if opened else None
         )
 
+    async def names(self) -> list[str]:
+        try:
+            keys = [key async for key in self._redis.scan_iter(match=f"{self.prefix}*")]
+        except Exception as exc:
+            raise BreakerUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        return sorted(_text(key)[len(self.prefix) :] for key in keys)
+
     async def close(self) -> None:
         await self._redis.aclose()
         await self._pool.disconnect()
@@ -203,12 +216,16 @@ class CircuitBreaker:
         failure_threshold: int = 5,
         reset_timeout_s: float = 30.0,
         clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
     ) -> None:
         self.storage = storage
         self.failure_threshold = failure_threshold
         self.reset_timeout_s = reset_timeout_s
         self.clock = clock
         self.log = get_logger("bastion.integrations")
+        self.metrics = metrics
+        #: The state of each breaker as this process last saw it (for metrics).
+        self._seen: dict[str, BreakerState] = {}
 
     async def allow(self, name: str) -> float | None:
         """``None`` when a call to ``name`` may go ahead, else seconds until a trial is allowed."""
@@ -219,6 +236,12 @@ class CircuitBreaker:
             return None
         if wait is not None:
             self.log.info("breaker_refused", dependency=name, retry_after_s=round(wait, 3))
+            self._saw(name, "open")
+        elif self.metrics is not None and self._seen.get(name, "closed") != "closed":
+            # Let through after being open: a trial (half-open), or closed meanwhile by
+            # another process. Asked once per open period, so the cost stays off the
+            # common path.
+            await self._look(name)
         return wait
 
     async def success(self, name: str) -> None:
@@ -226,15 +249,41 @@ class CircuitBreaker:
             await self.storage.record_success(name)
         except BreakerUnavailable as exc:
             self.log.warning("breaker_unavailable", dependency=name, error=str(exc))
+            return
+        self._saw(name, "closed")
 
     async def failure(self, name: str) -> None:
         try:
             await self.storage.record_failure(name, self.clock(), self.failure_threshold)
         except BreakerUnavailable as exc:
             self.log.warning("breaker_unavailable", dependency=name, error=str(exc))
+            return
+        if self.metrics is not None:
+            await self._look(name)
+
+    async def _look(self, name: str) -> None:
+        try:
+            snapshot = await self.storage.snapshot(name)
+        except BreakerUnavailable:
+            return  # the next call tells; metrics are not worth a warning of their own
+        self._saw(name, snapshot.state)
+
+    def _saw(self, name: str, state: BreakerState) -> None:
+        if self.metrics is None or self._seen.get(name, "closed") == state:
+            return
+        self._seen[name] = state
+        self.metrics.breaker_changed(name, state)
 
     async def snapshot(self, name: str) -> BreakerSnapshot:
         return await self.storage.snapshot(name)
+
+    async def snapshots(self) -> dict[str, BreakerSnapshot]:
+        """Every breaker the storage remembers (one closed by a success is forgotten).
+
+        Raises:
+            BreakerUnavailable: the storage could not be reached.
+        """
+        return {name: await self.storage.snapshot(name) for name in await self.storage.names()}
 
     async def close(self) -> None:
         await self.storage.close()

@@ -36,6 +36,8 @@ from bastion.integrations.breaker import (
     RedisBreakerStorage,
 )
 from bastion.observability.logs import get_logger
+from bastion.observability.metrics import Metrics
+from bastion.observability.tracing import Tracing
 from bastion.settings.sections import IntegrationsSection
 
 #: Statuses worth another attempt: the peer was overloaded or briefly broken.
@@ -131,6 +133,8 @@ class HttpClient:
         redis_url: ``[redis] url``, needed when ``breaker_storage = "redis"``.
         storage: Use this breaker storage instead of the configured one (tests).
         transport: An httpx transport for the shared client (tests).
+        tracing: The runtime's tracing: a span per call, ``traceparent`` sent with it.
+        metrics: The runtime's metrics: breaker states and transitions.
     """
 
     def __init__(
@@ -140,6 +144,8 @@ class HttpClient:
         redis_url: str | None = None,
         storage: BreakerStorage | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        tracing: Tracing | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         if storage is None:
@@ -153,6 +159,7 @@ class HttpClient:
             storage,
             failure_threshold=settings.breaker_failure_threshold,
             reset_timeout_s=settings.breaker_reset_timeout_s,
+            metrics=metrics,
         )
         self.retry = RetryPolicy.from_settings(settings)
         self._budgets: dict[str, RetryBudget] = {}
@@ -161,6 +168,8 @@ class HttpClient:
             transport=transport,
             follow_redirects=False,
         )
+        if tracing is not None:
+            tracing.instrument_httpx(self._client)
         self.log = get_logger("bastion.integrations")
 
     def budget(self, dependency: str) -> RetryBudget:

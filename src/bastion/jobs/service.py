@@ -7,13 +7,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import anyio.to_thread
+from opentelemetry.trace import Tracer
 from sqlalchemy.orm import Session
 
 from bastion.db.database import Database
 from bastion.jobs.handle import Job
 from bastion.jobs.spec import JobRegistry
-from bastion.jobs.store import ENQUEUED, JobStore
+from bastion.jobs.store import ENQUEUED, ENQUEUED_COUNTS, JobStore
 from bastion.jobs.worker import Worker
+from bastion.observability.metrics import Metrics
 from bastion.settings.sections import Settings
 
 
@@ -25,17 +27,30 @@ class Jobs:
     """
 
     def __init__(
-        self, database: Database, registry: JobRegistry, settings: Settings, services: Any = None
+        self,
+        database: Database,
+        registry: JobRegistry,
+        settings: Settings,
+        services: Any = None,
+        *,
+        tracer: Tracer | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.database = database
         self.registry = registry
         self.settings = settings
         self.services = services
+        self.tracer = tracer
+        self.metrics = metrics
         self.store = JobStore(database)
         self._listeners: list[Callable[[str], None]] = []
         database.on_commit(self._committed)
 
     def _committed(self, session: Session) -> None:
+        counts: dict[tuple[str, str], int] = session.info.pop(ENQUEUED_COUNTS, None) or {}
+        if self.metrics is not None:
+            for (queue, name), count in counts.items():
+                self.metrics.job_enqueued(queue, name, count)
         queues = session.info.pop(ENQUEUED, None)
         if not queues:
             return
@@ -86,4 +101,6 @@ class Jobs:
             concurrency=concurrency,
             listen=self.listen,
             postgres_listen_url=url,
+            tracer=self.tracer,
+            metrics=self.metrics,
         )

@@ -25,6 +25,7 @@ from bastion.db.database import Database
 from bastion.db.tables import utcnow
 from bastion.jobs.spec import JobSpec, QueueSpec
 from bastion.jobs.tables import CronFireRow, JobRow, QueueRow
+from bastion.observability.tracing import current_traceparent
 
 JOBS: Table = JobRow.__table__  # type: ignore[assignment]
 QUEUES: Table = QueueRow.__table__  # type: ignore[assignment]
@@ -34,6 +35,8 @@ FIRES: Table = CronFireRow.__table__  # type: ignore[assignment]
 CHANNEL = "bastion_jobs"
 #: Marks a session that enqueued jobs, for the wake-up after its commit.
 ENQUEUED = "bastion.jobs.enqueued"
+#: Jobs a session enqueued per (queue, job name), counted in metrics after its commit.
+ENQUEUED_COUNTS = "bastion.jobs.enqueued_counts"
 #: Errors kept per job: the last one only; the log keeps the rest.
 MAX_ERROR_CHARS = 4000
 
@@ -59,6 +62,8 @@ class Claimed:
     timeout_s: float | None
     token: str
     request_id: str | None
+    trace_context: str | None = None
+    """The ``traceparent`` of the span that enqueued it: its run's span continues that trace."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +116,7 @@ def enqueue(
             return existing
         job_id = inserted
     _announce(session, spec.queue, dialect)
+    _count(session, spec, 1)
     return int(job_id)
 
 
@@ -128,6 +134,7 @@ def enqueue_many(
     rows = [_row(spec, spec.arguments.dump(args), now, priority, None, None) for args in many]
     session.execute(insert(JOBS), rows)
     _announce(session, spec.queue, session.get_bind().dialect.name)
+    _count(session, spec, len(rows))
     return len(rows)
 
 
@@ -153,8 +160,17 @@ def _row(
         "timeout_s": spec.timeout_s,
         "dedup_key": dedup_key,
         "request_id": request_id,
+        # Whoever enqueues (a request's mutation, a workflow step, a cron tick) is the
+        # parent of the job's runs, in whichever process they happen.
+        "trace_context": current_traceparent(),
         "created_at": now,
     }
+
+
+def _count(session: Session, spec: JobSpec, count: int) -> None:
+    counts: dict[tuple[str, str], int] = session.info.setdefault(ENQUEUED_COUNTS, {})
+    key = (spec.queue, spec.name)
+    counts[key] = counts.get(key, 0) + count
 
 
 def _announce(session: Session, queue: str, dialect: str) -> None:
@@ -255,6 +271,7 @@ class JobStore:
                 JOBS.c.max_attempts,
                 JOBS.c.timeout_s,
                 JOBS.c.request_id,
+                JOBS.c.trace_context,
                 JOBS.c.priority,
                 JOBS.c.run_at,
             )
@@ -272,6 +289,7 @@ class JobStore:
                 timeout_s=r.timeout_s,
                 token=token,
                 request_id=r.request_id,
+                trace_context=r.trace_context,
             )
             for r in rows
         ]
@@ -483,9 +501,13 @@ class JobStore:
             ).all()
         return {(r[0], r[1]): int(r[2]) for r in rows}
 
-    def retry(self, job_id: int) -> bool:
-        """Run a dead or cancelled job again now, with a fresh set of attempts."""
+    def retry(self, job_id: int, *, session: Session | None = None) -> bool:
+        """Run a dead or cancelled job again now, with a fresh set of attempts.
+
+        In ``session``'s transaction when given (an admin's audit row commits with it).
+        """
         return self._transition(
+            session,
             job_id,
             (JobStatus.DEAD, JobStatus.CANCELLED),
             status=JobStatus.QUEUED.value,
@@ -495,10 +517,11 @@ class JobStore:
             claim_token=None,
         )
 
-    def cancel(self, job_id: int) -> bool:
+    def cancel(self, job_id: int, *, session: Session | None = None) -> bool:
         """Cancel a queued job, or a running one (its worker stops it at the next lease
-        extension and its completion is refused)."""
+        extension and its completion is refused). In ``session``'s transaction when given."""
         return self._transition(
+            session,
             job_id,
             (JobStatus.QUEUED, JobStatus.RUNNING),
             status=JobStatus.CANCELLED.value,
@@ -507,17 +530,25 @@ class JobStore:
             finished_at=utcnow(),
         )
 
-    def _transition(self, job_id: int, sources: Sequence[JobStatus], **values: Any) -> bool:
+    def _transition(
+        self,
+        session: Session | None,
+        job_id: int,
+        sources: Sequence[JobStatus],
+        **values: Any,
+    ) -> bool:
         """An operator's move of one job out of ``sources``; False when it was elsewhere."""
-        with self.database.transaction() as session:
-            queue = session.execute(
-                update(JOBS)
-                .where(JOBS.c.id == job_id, JOBS.c.status.in_([s.value for s in sources]))
-                .values(values)
-                .returning(JOBS.c.queue)
-            ).scalar_one_or_none()
-            if queue is not None and values["status"] == JobStatus.QUEUED.value:
-                _announce(session, queue, self.database.backend)
+        if session is None:
+            with self.database.transaction() as own:
+                return self._transition(own, job_id, sources, **values)
+        queue = session.execute(
+            update(JOBS)
+            .where(JOBS.c.id == job_id, JOBS.c.status.in_([s.value for s in sources]))
+            .values(values)
+            .returning(JOBS.c.queue)
+        ).scalar_one_or_none()
+        if queue is not None and values["status"] == JobStatus.QUEUED.value:
+            _announce(session, queue, self.database.backend)
         return queue is not None
 
     def purge(self, older_than: timedelta) -> tuple[int, int]:

@@ -31,7 +31,9 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
+import structlog
 from anyio.abc import TaskGroup, TaskStatus
+from opentelemetry.trace import NoOpTracer, Span, SpanKind, Status, StatusCode, Tracer
 from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
 from sqlalchemy import exc as sa_exc
@@ -42,6 +44,12 @@ from bastion.jobs.cron import Scheduler
 from bastion.jobs.spec import JobRegistry, JobSpec
 from bastion.jobs.store import Claimed, JobStatus, JobStore, Outcome
 from bastion.observability.logs import get_logger
+from bastion.observability.metrics import Metrics
+from bastion.observability.tracing import (
+    bound_trace_ids,
+    context_from_traceparent,
+    record_failure,
+)
 from bastion.settings.sections import JobsSection, Settings
 
 
@@ -84,6 +92,8 @@ class Worker:
         queues: Queues to serve; all declared queues when omitted.
         concurrency: Jobs at once in this process (default ``jobs.concurrency``).
         wakeups: Called with a callback to register for "a job was enqueued" signals.
+        tracer: Starts a span per run, child of the span that enqueued the job.
+        metrics: Counts runs by outcome and times them.
     """
 
     def __init__(
@@ -97,8 +107,12 @@ class Worker:
         concurrency: int | None = None,
         listen: Callable[[Callable[[str], None]], Callable[[], None]] | None = None,
         postgres_listen_url: str | None = None,
+        tracer: Tracer | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics
+        self.tracer = tracer or NoOpTracer()
         self.registry = registry
         self.settings = settings
         self.config: JobsSection = settings.jobs
@@ -236,21 +250,60 @@ class Worker:
 
     async def _execute(self, running: _Running) -> None:
         job, spec = running.job, running.spec
+        # The parent is the span that enqueued the job (a request's mutation, say), so one
+        # trace tells the whole story; every attempt is a sibling under it.
+        with (
+            self.tracer.start_as_current_span(
+                spec.name,
+                context=context_from_traceparent(job.trace_context),
+                kind=SpanKind.CONSUMER,
+                attributes={
+                    "messaging.system": "bastion",
+                    "messaging.operation.type": "process",
+                    "messaging.destination.name": job.queue,
+                    "messaging.message.id": str(job.id),
+                    "bastion.job.handler": spec.handler,
+                    "bastion.job.attempt": job.attempt,
+                },
+                record_exception=False,
+                set_status_on_exception=False,
+            ) as span,
+            bound_trace_ids(span),
+            # Every log line of the run carries the request id that enqueued the job.
+            structlog.contextvars.bound_contextvars(request_id=job.request_id or f"job-{job.id}"),
+        ):
+            await self._execute_in(running, span)
+
+    async def _execute_in(self, running: _Running, span: Span) -> None:
+        job, spec = running.job, running.spec
         log = self._log.bind(job_id=job.id, job=spec.handler, attempt=job.attempt)
         started = time.perf_counter()
         outcome: Outcome | None = None
+        settled_in_transaction = False
         try:
             with running.scope:
                 outcome = await self._attempt(running, log)
+            settled_in_transaction = outcome is None and not running.scope.cancelled_caught
             if running.scope.cancelled_caught and running.released and not running.lost:
                 # Sync jobs were released by _drain already, in one batch.
                 outcome = None if spec.transactional else Outcome(job.id, job.token, "released")
         except Exception as error:
+            record_failure(span, error)
             outcome = self._failure(running, error, log)
         finally:
-            del self._running[job.id]
+            # A run that lost its lease may end after this worker claimed the job again:
+            # the entry is then the new run's, which must stay.
+            if self._running.get(job.id) is running:
+                del self._running[job.id]
             self._slot_free.set()
-        duration_ms = round((time.perf_counter() - started) * 1000, 2)
+        if outcome is not None and outcome.error is not None and span.is_recording():
+            span.set_status(Status(StatusCode.ERROR, outcome.error[:200]))
+        seconds = time.perf_counter() - started
+        if self.metrics is not None:
+            counted = "succeeded" if settled_in_transaction else _counted_outcome(outcome)
+            if counted is not None:
+                self.metrics.job_run(job.queue, spec.name, counted, seconds)
+        duration_ms = round(seconds * 1000, 2)
         if outcome is None:
             log.debug("job settled in its transaction", duration_ms=duration_ms)
             return
@@ -383,9 +436,11 @@ class Worker:
             except sa_exc.DBAPIError as error:
                 self._log.warning("lease extension failed", error=str(error.orig))
                 continue
+            tokens = dict(held)
             for job_id in lost:
                 running_job = self._running.get(job_id)
-                if running_job is not None:
+                # By token: this worker may be running the job again under a new claim.
+                if running_job is not None and running_job.job.token == tokens[job_id]:
                     running_job.lost = True
                     running_job.scope.cancel()
 
@@ -463,3 +518,18 @@ class Worker:
         # A sync job's thread keeps running; releasing its lease now fences its commit.
         if sync_jobs:
             await anyio.to_thread.run_sync(self.store.settle, sync_jobs)
+
+
+def _counted_outcome(outcome: Outcome | None) -> str | None:
+    """The ``outcome`` label of a finished run; ``None`` for one not worth counting (its
+    lease was lost, or it was given back at shutdown)."""
+    if outcome is None:
+        return None
+    if outcome.status == JobStatus.SUCCEEDED:
+        return "succeeded"
+    if outcome.status == JobStatus.DEAD:
+        return "dead"
+    if outcome.status == JobStatus.QUEUED:
+        return "failed"
+    # Released with a time to run again: the job raised RetryLater.
+    return "retried" if outcome.run_at is not None else None

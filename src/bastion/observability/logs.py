@@ -17,7 +17,9 @@ from typing import Any
 import structlog
 
 _SECRET_KEYS = re.compile(
-    r"(pass(word|wd)?|secret|token|authorization|api[_-]?key|cookie|card|cvv|cvc|pan|session)",
+    # "pan" only as a word of its own (card_pan), never inside one (span_id, company).
+    r"(pass(word|wd)?|secret|token|authorization|api[_-]?key|cookie|card|cvv|cvc"
+    r"|(?<![a-z])pan(?![a-z])|session)",
     re.IGNORECASE,
 )
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")

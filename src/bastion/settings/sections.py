@@ -12,6 +12,7 @@ from email.utils import parseaddr
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 #: The secret used when none is configured; production refuses to start with it.
@@ -120,6 +121,8 @@ class ErrorsSection(Section):
     """4xx codes that are also written to the error log (5xx always are)."""
     expose_internals: bool | None = None
     """Show the exception type and message in 5xx responses; on in development only by default."""
+    log_retention_s: int = Field(30 * 86_400, ge=3_600)
+    """Error-log rows older than this are deleted by housekeeping (their groups with them)."""
 
 
 class I18nSection(Section):
@@ -559,21 +562,198 @@ class CorsSection(Section):
 class MetricsSection(Section):
     """Prometheus metrics at ``/metrics`` and the per-minute request statistics (#6)."""
 
+    enabled: bool = True
+    """Serve the Prometheus exposition at ``path``. The per-minute request statistics in the
+    database (console charts, alert rules) are kept either way."""
+    path: str = "/metrics"
+    """Where the exposition is served; outside the OpenAPI schema and the rate limits."""
+    token: SecretStr | None = None
+    """When set, scrapes must send ``Authorization: Bearer <token>`` (else 401)."""
+    allow_ips: list[str] = Field(default_factory=list)
+    """When set, only these addresses or networks (``10.0.0.0/8``) may scrape (else 403).
+    Production should set this or ``token``: the exposition names routes and queues."""
+    multiprocess_dir: str | None = None
+    """Folder shared by the server's worker processes for prometheus-client's multiprocess
+    mode (``PROMETHEUS_MULTIPROC_DIR`` wins when set). ``bastion run --workers N`` with N > 1
+    uses a fresh temporary folder when neither is set."""
+    stats_flush_s: float = Field(10.0, gt=0, le=300)
+    """How often each server process writes its request statistics to the database."""
+    stats_retention_s: float = Field(7 * 86_400, gt=0)
+    """Request statistics older than this are deleted by housekeeping."""
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/") or value == "/":
+            raise ValueError("must be an absolute path like /metrics")
+        return value.rstrip("/")
+
+    @field_validator("allow_ips")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            ipaddress.ip_network(entry.strip(), strict=False)
+        return value
+
 
 class TracingSection(Section):
     """OpenTelemetry traces (#6)."""
+
+    enabled: bool = True
+    """Trace requests, functions, SQL, outbound HTTP, jobs and workflow steps. Off: no spans,
+    no ``traceparent`` on outbound calls, no trace id in logs."""
+    exporter: Literal["none", "console", "otlp", "memory"] = "none"
+    """Where finished spans go: ``none`` (trace ids still correlate logs, error rows and
+    jobs; nothing is exported), ``console`` (standard output), ``otlp`` (OTLP/HTTP to
+    ``otlp_endpoint``; needs the ``otlp`` extra) or ``memory`` (kept in
+    ``runtime.tracing.exporter``, for tests)."""
+    otlp_endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    """The collector's OTLP/HTTP traces URL (Jaeger, Tempo, the OpenTelemetry Collector)."""
+    otlp_headers: dict[str, SecretStr] = Field(default_factory=dict)
+    """Headers sent with every export, e.g. a vendor's API key (masked by ``config show``)."""
+    otlp_timeout_s: float = Field(10.0, gt=0, le=120)
+    """Time limit for one export batch; spans of a batch that fails are dropped, never retried
+    on the request path."""
+    sample_ratio: float = Field(1.0, ge=0, le=1)
+    """Share of new traces recorded (by trace id). A request carrying a ``traceparent`` follows
+    its caller's decision instead."""
+    service_name: str | None = None
+    """``service.name`` of every span; the app's name when unset."""
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+
+AlertKind = Literal["error_rate", "p95_latency", "dead_jobs", "circuit_open", "health"]
+AlertChannel = Literal["log", "webhook", "email"]
+
+
+class AlertRule(Section):
+    """One ``[[alerts.rules]]`` entry: it fires while its measurement is above ``threshold``."""
+
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")
+    """Names the rule in notifications, its state and its history; unique."""
+    kind: AlertKind
+    """What is measured: ``error_rate`` (share of requests answered 5xx, 0 to 1),
+    ``p95_latency`` (milliseconds), ``dead_jobs`` (jobs now dead), ``circuit_open``
+    (outbound breakers open) or ``health`` (critical readiness checks failing)."""
+    threshold: float = Field(ge=0)
+    """The rule fires while the measurement is strictly above this."""
+    window_s: int = Field(300, ge=60, le=86_400)
+    """How far back ``error_rate`` and ``p95_latency`` look."""
+    route: str | None = Field(None, max_length=512)
+    """Only this route template (``/api/v1/orders``); every route when unset."""
+    min_requests: int = Field(20, ge=1)
+    """``error_rate`` and ``p95_latency`` stay quiet below this many requests in the
+    window: one failure out of two requests is no outage."""
+    channels: list[AlertChannel] | None = None
+    """Where this rule notifies (``webhook``, ``email``); every configured channel when
+    unset. The log line is always written."""
+
+    @model_validator(mode="after")
+    def _meaningful(self) -> AlertRule:
+        if self.kind == "error_rate" and self.threshold > 1:
+            raise ValueError(f"rule {self.name}: an error_rate threshold is a share, 0 to 1")
+        if self.route is not None and self.kind not in ("error_rate", "p95_latency"):
+            raise ValueError(f"rule {self.name}: route applies to error_rate and p95_latency")
+        return self
 
 
 class AlertsSection(Section):
     """Alert rules, their schedule and where notifications go (#6)."""
 
+    enabled: bool = True
+    """Off: the alerts job (``app.use_alerts()``) evaluates nothing."""
+    schedule: str = "* * * * *"
+    """When rules are evaluated (five cron fields, UTC), unless ``app.use_alerts`` was
+    given its own schedule."""
+    cooldown_s: int = Field(3600, ge=0)
+    """A rule still firing is notified again only after this long."""
+    webhook_urls: list[str] = Field(default_factory=list)
+    """Slack-compatible incoming webhooks: each gets ``{"text": ..., "blocks": [...]}``
+    through ``runtime.http``. Keep them secret (they are credentials)."""
+    email_to: list[str] = Field(default_factory=list)
+    """Addresses notified through ``runtime.mail``."""
+    rules: list[AlertRule] = Field(default_factory=list)
+    """The ``[[alerts.rules]]``; see :class:`AlertRule`."""
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        if len(value.split()) != 5 or not croniter.is_valid(value):
+            raise ValueError(f"{value!r} is not a five-field cron expression")
+        return value
+
+    @field_validator("webhook_urls")
+    @classmethod
+    def _urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("each must be an http or https URL")
+        return value
+
+    @field_validator("email_to")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            _name, address = parseaddr(entry)
+            local, at, domain = address.rpartition("@")
+            if not (at and local and domain) or any(c in entry for c in "\r\n"):
+                raise ValueError(f"{entry!r} is not an email address")
+        return value
+
+    @field_validator("rules")
+    @classmethod
+    def _unique(cls, value: list[AlertRule]) -> list[AlertRule]:
+        names = [rule.name for rule in value]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"rule names must be unique: {', '.join(twice)} repeated")
+        return value
+
 
 class ClientLogsSection(Section):
     """``POST /client-logs``: logs and errors sent by browsers and mobile apps (#6)."""
 
+    allow_anonymous: bool = True
+    """Accept batches from visitors who are not signed in (a crash before login matters
+    too); off: they get 401 ``not_authenticated``."""
+    rate_limit: str = "60/minute"
+    """Batches per signed-in user (``limits`` syntax, several joined by ``;``)."""
+    anonymous_rate_limit: str = "10/minute"
+    """Batches per client address from anonymous callers: stricter, as anyone can post."""
+    max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    """A larger batch is refused with 413 ``payload_too_large`` while it streams in."""
+    max_entries: int = Field(50, ge=1, le=1000)
+    """Entries per batch; more is 422 ``validation_failed`` on ``entries``."""
+    max_message_chars: int = Field(4000, ge=100, le=100_000)
+    """Longer messages are cut to this length (not refused: the start is what matters)."""
+    max_stack_chars: int = Field(16_000, ge=100, le=1_000_000)
+    """Longer stack traces are cut to this length."""
+    retention_s: int = Field(7 * 86_400, ge=3_600)
+    """Entries older than this are deleted by the retention job (``app.use_client_logs``)."""
+
+    @field_validator("rate_limit", "anonymous_rate_limit")
+    @classmethod
+    def _limit(cls, value: str) -> str:
+        from limits import parse_many
+
+        parse_many(value)
+        return value
+
 
 class ConsoleSection(Section):
     """The admin console at ``/console`` (#6)."""
+
+    enabled: bool = True
+    """Serve the console (only apps that call ``use_auth`` have one: it signs in with it)."""
+    path: str = Field("/console", pattern=r"^/[A-Za-z0-9._~/-]*[A-Za-z0-9._~-]$")
+    """Where the console is served; the API prefix and ``/health`` are taken."""
 
 
 class Settings(BaseModel):

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from bastion.db.database import Database
 from bastion.db.tables import utcnow
 from bastion.errors import Conflict
+from bastion.observability.tracing import Tracing
 from bastion.settings.sections import WebhooksSection
 from bastion.webhooks.signing import sign
 from bastion.webhooks.tables import WebhookDeliveryRow, WebhookSubscriptionRow
@@ -250,8 +251,9 @@ class Sender:
     name (one slow subscriber must not stop deliveries to the others).
     """
 
-    def __init__(self, settings: WebhooksSection) -> None:
+    def __init__(self, settings: WebhooksSection, *, tracing: Tracing | None = None) -> None:
         self.settings = settings
+        self.tracing = tracing
         self._client: httpx.AsyncClient | None = None
 
     @property
@@ -263,6 +265,8 @@ class Sender:
                 follow_redirects=False,
                 headers={"User-Agent": self.settings.user_agent},
             )
+            if self.tracing is not None:
+                self.tracing.instrument_httpx(self._client)
         return self._client
 
     async def send(self, attempt: Attempt, timestamp: int) -> AttemptResult:

@@ -23,6 +23,7 @@ from bastion.errors import ReadOnlyViolation
 from bastion.jobs import JobRegistry, JobSpec, Retry, declare_job
 from bastion.jobs import store as job_store
 from bastion.observability.logs import get_logger
+from bastion.observability.tracing import Tracing
 from bastion.settings.sections import Settings
 from bastion.webhooks.delivery import (
     DeliveryFailed,
@@ -83,6 +84,7 @@ class WebhookService:
         database: Where events, subscriptions and deliveries live.
         settings: All settings (the ``[webhooks]`` section, and receivers' secrets).
         registry: The app's jobs; every receiver's handler must be one of them.
+        tracing: The runtime's tracing; deliveries send ``traceparent`` and get a span each.
 
     Raises:
         ValueError: a receiver's secret is empty or its handler is not the app's job.
@@ -94,6 +96,8 @@ class WebhookService:
         database: Database,
         settings: Settings,
         registry: JobRegistry,
+        *,
+        tracing: Tracing | None = None,
     ) -> None:
         self.database = database
         self.settings = settings
@@ -115,7 +119,7 @@ class WebhookService:
             if declared is not None
             else None
         )
-        self.sender = Sender(settings.webhooks)
+        self.sender = Sender(settings.webhooks, tracing=tracing)
         self.log = get_logger("bastion.webhooks")
 
     def csrf_exempt(self, prefix: str) -> frozenset[str]:

@@ -20,13 +20,14 @@ import contextlib
 import inspect
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
 import anyio.to_thread
+from opentelemetry.trace import NoOpTracer, Tracer
 from pydantic_core import to_jsonable_python
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import select, update
@@ -41,6 +42,8 @@ from bastion.jobs import Retry
 from bastion.jobs.handle import Job
 from bastion.jobs.worker import RetryLater
 from bastion.observability.logs import get_logger
+from bastion.observability.metrics import Metrics
+from bastion.observability.tracing import record_failure
 from bastion.settings.sections import Settings
 from bastion.workflows.spec import WorkflowSpec
 from bastion.workflows.tables import StepRow, WorkflowRow
@@ -101,6 +104,8 @@ class WorkflowRun:
         settings: Settings,
         services: Any,
         default_retry: Retry,
+        tracer: Tracer | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.id = row.id
         self.name = row.name
@@ -112,6 +117,8 @@ class WorkflowRun:
         self._database = database
         self._checkpoints = dict(checkpoints)
         self._retry = default_retry
+        self._tracer = tracer or NoOpTracer()
+        self._metrics = metrics
         self._position = 0
         self.completed: list[_Done] = []
         #: Resuming a compensation: replay checkpoints only, to learn what to undo.
@@ -142,10 +149,16 @@ class WorkflowRun:
             return recorded.output
         if self.replay_only:
             raise _ReplayEnd()
-        if _is_async(fn):
-            output = await self._action(position, step_name, fn, args, retry or self._retry)
-        else:
-            output = await self._mutation(position, step_name, fn, args)
+        with self._span(position, step_name):
+            try:
+                if _is_async(fn):
+                    output = await self._action(position, step_name, fn, args, retry or self._retry)
+                else:
+                    output = await self._mutation(position, step_name, fn, args)
+            except StepFailed:
+                self._count(step_name, "failed")
+                raise
+        self._count(step_name, "succeeded")
         self.completed.append(_Done(position, step_name, output, compensate))
         return output
 
@@ -197,6 +210,30 @@ class WorkflowRun:
         raise _Suspend(0.5)
 
     # -- internals ---------------------------------------------------------------
+
+    def _count(self, step: str, outcome: str) -> None:
+        if self._metrics is not None:
+            self._metrics.workflow_step(self.name, step, outcome)
+
+    @contextlib.contextmanager
+    def _span(self, position: int, name: str) -> Iterator[None]:
+        """A span around one step's run (its retries included) or one compensation."""
+        with self._tracer.start_as_current_span(
+            f"step {name}",
+            attributes={
+                "bastion.workflow.id": self.id,
+                "bastion.workflow.name": self.name,
+                "bastion.workflow.step": name,
+                "bastion.workflow.position": position,
+            },
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            try:
+                yield
+            except Exception as error:
+                record_failure(span, error.error if isinstance(error, StepFailed) else error)
+                raise
 
     def _next(self) -> int:
         position = self._position
@@ -274,6 +311,7 @@ class WorkflowRun:
                 if permanent or attempt >= retry.max_attempts:
                     raise StepFailed(name, error) from error
                 delay = retry.delay(attempt)
+                self._count(name, "retried")
                 self.log.warning(
                     "workflow step failed; will retry",
                     step=name,
@@ -367,10 +405,14 @@ class WorkflowRun:
             if (await anyio.to_thread.run_sync(self._load_step, position)) is not None:
                 continue
             fn = done.compensate
-            if _is_async(fn):
-                await self._action(position, name, _bind_output(fn, done.output), {}, self._retry)
-            else:
-                await self._mutation(position, name, _bind_output(fn, done.output), {})
+            with self._span(position, name):
+                if _is_async(fn):
+                    await self._action(
+                        position, name, _bind_output(fn, done.output), {}, self._retry
+                    )
+                else:
+                    await self._mutation(position, name, _bind_output(fn, done.output), {})
+            self._count(done.name, "compensated")
             undone.append(name)
         return undone
 
@@ -411,6 +453,8 @@ async def execute(
     database: Database,
     settings: Settings,
     services: Any,
+    tracer: Tracer | None = None,
+    metrics: Metrics | None = None,
 ) -> tuple[WorkflowRow, BaseException | None]:
     """Run (or resume) one workflow to its end or its next sleep.
 
@@ -429,6 +473,8 @@ async def execute(
         settings=settings,
         services=services,
         default_retry=spec.step_retry,
+        tracer=tracer,
+        metrics=metrics,
     )
     if row.status == "compensating":
         # A crash (or a failed compensation) interrupted the undoing: replay the

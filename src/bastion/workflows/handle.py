@@ -15,6 +15,7 @@ from bastion.db.database import ReadOnlySession
 from bastion.db.tables import utcnow
 from bastion.errors import BastionError, ReadOnlyViolation
 from bastion.jobs.handle import Job
+from bastion.observability.tracing import current_traceparent
 from bastion.workflows.engine import TERMINAL
 from bastion.workflows.spec import WorkflowSpec
 from bastion.workflows.tables import WorkflowRow
@@ -54,8 +55,9 @@ class Workflow(Generic[R]):
         session, owner, request_id = _unpack(target, self.spec.name)
         workflow_id = id or uuid.uuid4().hex
         if self._insert(session, workflow_id, args, owner, request_id, parent_id):
+            # The target, not just its session: the runner job keeps the request id.
             self._runner.options(dedup_key=f"workflow:{workflow_id}").enqueue(
-                session, workflow_id=workflow_id
+                target, workflow_id=workflow_id
             )
         return workflow_id
 
@@ -118,6 +120,7 @@ class Workflow(Generic[R]):
                 owner=owner,
                 parent_id=parent_id,
                 request_id=request_id,
+                trace_context=current_traceparent(),
                 created_at=now,
                 updated_at=now,
             )

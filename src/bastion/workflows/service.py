@@ -8,12 +8,14 @@ from datetime import timedelta
 from typing import Any
 
 import anyio.to_thread
+from opentelemetry.trace import Tracer
 from sqlalchemy import select
 
 from bastion.context import Context
 from bastion.db.database import Database
 from bastion.db.tables import utcnow
 from bastion.jobs import RetryLater
+from bastion.observability.metrics import Metrics
 from bastion.settings.sections import Settings
 from bastion.workflows.engine import TERMINAL, execute
 from bastion.workflows.spec import WorkflowSpec
@@ -35,11 +37,16 @@ class Workflows:
         specs: Mapping[str, WorkflowSpec],
         settings: Settings,
         services: Any = None,
+        *,
+        tracer: Tracer | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.database = database
         self.specs = specs
         self.settings = settings
         self.services = services
+        self.tracer = tracer
+        self.metrics = metrics
 
     async def execute(
         self, spec: WorkflowSpec, workflow_id: str
@@ -51,6 +58,8 @@ class Workflows:
                 database=self.database,
                 settings=self.settings,
                 services=self.services,
+                tracer=self.tracer,
+                metrics=self.metrics,
             )
         except RetryLater:
             row = await anyio.to_thread.run_sync(self._row, workflow_id)
@@ -74,6 +83,8 @@ class Workflows:
             database=self.database,
             settings=self.settings,
             services=self.services,
+            tracer=self.tracer,
+            metrics=self.metrics,
         )
         if finished.status == "compensating":
             # A compensation failed for good this time: the job's backoff brings it back.

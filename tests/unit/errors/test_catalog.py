@@ -13,7 +13,13 @@ def test_every_platform_code_is_translated_in_every_shipped_locale() -> None:
     assert catalog.missing_translations() == {}
     for locale in catalog.locales:
         for code in PLATFORM_CODES:
-            params = {"limit": 1, "retry_after": 2, "min_length": 10, "max_length": 128}
+            params = {
+                "limit": 1,
+                "retry_after": 2,
+                "min_length": 10,
+                "max_length": 128,
+                "current": "queued",
+            }
             message = catalog.render(code, locale, params)
             assert message.title
             assert message.detail

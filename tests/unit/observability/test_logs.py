@@ -18,3 +18,10 @@ def test_secrets_are_scrubbed_by_key_and_by_shape() -> None:
         "detail": "sent Bearer [redacted] upstream",
         "api_key": None,
     }
+
+
+def test_pan_is_a_secret_key_only_as_a_word_of_its_own() -> None:
+    span_id = "00f067aa0ba902b7"
+    scrubbed = scrub({"card_pan": "4111", "pan": "4111", "span_id": span_id})
+
+    assert scrubbed == {"card_pan": "[redacted]", "pan": "[redacted]", "span_id": span_id}

@@ -27,6 +27,7 @@ from bastion.errors import RateLimited, ServiceUnavailable
 from bastion.http.middleware.errors import RenderError
 from bastion.http.state import caller_of, identity_of, state
 from bastion.observability.logs import get_logger
+from bastion.observability.metrics import Metrics
 from bastion.ratelimit import Decision, Limiter, LimiterUnavailable, tightest
 from bastion.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -44,11 +45,20 @@ class RateLimitMiddleware:
     Args:
         limiter: The runtime's limiter.
         render: Writes a problem response (429, or 503 when failing closed).
+        metrics: Counts the 429s by the kind of limit that refused.
     """
 
-    def __init__(self, app: ASGIApp, *, limiter: Limiter, render: RenderError) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limiter: Limiter,
+        render: RenderError,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.app = app
         self.limiter = limiter
+        self.metrics = metrics
         self.render = render
         self.exempt = tuple(limiter.settings.exempt_paths)
         self.fail_open = limiter.settings.fail_open
@@ -84,6 +94,8 @@ class RateLimitMiddleware:
             return
         if decision is not None and not decision.allowed:
             self.log.info("rate_limited", kind=kind, key=key, limit=decision.limit)
+            if self.metrics is not None:
+                self.metrics.rate_limited(kind)
             await self.render(
                 scope, receive, _with(send, _headers(decision)), RateLimited(decision.reset_after_s)
             )
@@ -114,10 +126,12 @@ class FunctionLimits:
 
     Args:
         limiter: The runtime's limiter.
+        metrics: Counts the 429s (as ``function``).
     """
 
-    def __init__(self, limiter: Limiter) -> None:
+    def __init__(self, limiter: Limiter, metrics: Metrics | None = None) -> None:
         self.limiter = limiter
+        self.metrics = metrics
         self.fail_open = limiter.settings.fail_open
         self.log = get_logger("bastion.ratelimit")
 
@@ -145,6 +159,8 @@ class FunctionLimits:
             self.log.info(
                 "rate_limited", kind="function", function=function, key=key, limit=decision.limit
             )
+            if self.metrics is not None:
+                self.metrics.rate_limited("function")
             raise RateLimited(decision.reset_after_s)
 
 
