@@ -34,12 +34,12 @@ from bastion.auth.principal import Principal
 from bastion.auth.users import User
 from bastion.db.database import Database
 from bastion.db.pagination import OffsetPage, OffsetPagination, paginate_offset
-from bastion.errors import BastionError, NotAuthenticated, NotFound, PermissionDenied
-from bastion.http.state import request_id_of, user_of
+from bastion.errors import BastionError, NotFound
+from bastion.http.state import request_id_of, require_permission
 from bastion.jobs import JobRow
 from bastion.jobs.store import JobStatus, JobStore
-from bastion.monitoring.client_logs import Level
-from bastion.monitoring.errors import count_error_groups, error_groups
+from bastion.monitoring.client_logs import ClientLog, Level, client_log
+from bastion.monitoring.errors import ErrorGroup, count_error_groups, error_groups
 from bastion.monitoring.tables import ClientLogRow
 from bastion.webhooks.admin import ReasonIn
 from bastion.workflows.tables import WorkflowRow
@@ -50,40 +50,6 @@ M = TypeVar("M", bound=BaseModel)
 Page = Annotated[int, Query(ge=1)]
 Limit = Annotated[int, Query(ge=1, le=100)]
 _ROLE = r"^[A-Za-z0-9_.:-]{1,64}$"
-
-
-class ErrorGroupOut(BaseModel):
-    """Errors of one code on one route; the ``request_id`` and ``trace_id`` are the
-    latest error's, to follow into the logs."""
-
-    code: str
-    route: str | None
-    status: int
-    count: int
-    first_seen: datetime
-    last_seen: datetime
-    request_id: str | None
-    trace_id: str | None
-    method: str
-    path: str
-    detail: str | None
-
-
-class ClientLogOut(BaseModel):
-    id: int
-    received_at: datetime
-    logged_at: datetime | None
-    level: str
-    message: str
-    stack: str | None
-    area: str | None
-    url: str | None
-    user_id: str | None
-    client_ip: str | None
-    user_agent: str | None
-    request_id: str | None
-    trace_id: str | None
-    context: dict[str, Any] | None
 
 
 class JobSummaryOut(BaseModel):
@@ -160,12 +126,7 @@ def build_admin_router(*, database: Database, jobs: JobStore, admin_permission: 
     callers, 403 for others)."""
 
     def admin(request: Request) -> Principal:
-        user = user_of(request.scope)
-        if user is None:
-            raise NotAuthenticated()
-        if not user.allows(admin_permission):
-            raise PermissionDenied()
-        return user
+        return require_permission(request.scope, admin_permission)
 
     router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(admin)])
 
@@ -176,19 +137,19 @@ def build_admin_router(*, database: Database, jobs: JobStore, admin_permission: 
 
         return await anyio.to_thread.run_sync(run)
 
-    @router.get("/errors", response_model=OffsetPage[ErrorGroupOut])
+    @router.get("/errors", response_model=OffsetPage[ErrorGroup])
     async def list_error_groups(
         since: datetime | None = None, page: Page = 1, limit: Limit = 20
-    ) -> OffsetPage[ErrorGroupOut]:
+    ) -> OffsetPage[ErrorGroup]:
         """The error log grouped by code and route, most recently seen first; with
         ``since`` (RFC 3339; UTC when it names no zone) only errors from then on count."""
         start = since.replace(tzinfo=UTC) if since and since.tzinfo is None else since
 
-        def work(session: Session) -> OffsetPage[ErrorGroupOut]:
+        def work(session: Session) -> OffsetPage[ErrorGroup]:
             total = count_error_groups(session, since=start)
             groups = error_groups(session, since=start, limit=limit, offset=(page - 1) * limit)
-            return OffsetPage[ErrorGroupOut](
-                data=[ErrorGroupOut.model_validate(g, from_attributes=True) for g in groups],
+            return OffsetPage[ErrorGroup](
+                data=groups,
                 pagination=OffsetPagination(
                     page=page, limit=limit, total=total, total_pages=math.ceil(total / limit)
                 ),
@@ -196,7 +157,7 @@ def build_admin_router(*, database: Database, jobs: JobStore, admin_permission: 
 
         return await read(work)
 
-    @router.get("/client-logs", response_model=OffsetPage[ClientLogOut])
+    @router.get("/client-logs", response_model=OffsetPage[ClientLog])
     async def list_client_logs(
         level: Level | None = None,
         user_id: Annotated[str | None, Query(max_length=64)] = None,
@@ -204,7 +165,7 @@ def build_admin_router(*, database: Database, jobs: JobStore, admin_permission: 
         trace_id: Annotated[str | None, Query(max_length=32)] = None,
         page: Page = 1,
         limit: Limit = 20,
-    ) -> OffsetPage[ClientLogOut]:
+    ) -> OffsetPage[ClientLog]:
         """Logs and errors sent by clients, newest first."""
         statement = select(ClientLogRow).order_by(ClientLogRow.id.desc())
         for column, value in (
@@ -215,7 +176,7 @@ def build_admin_router(*, database: Database, jobs: JobStore, admin_permission: 
         ):
             if value is not None:
                 statement = statement.where(column == value)
-        return await read(lambda s: _page(s, statement, page, limit, _rows(ClientLogOut)))
+        return await read(lambda s: _page(s, statement, page, limit, client_log))
 
     @router.get("/jobs", response_model=OffsetPage[JobSummaryOut])
     async def list_jobs(
@@ -366,8 +327,8 @@ def build_admin_router(*, database: Database, jobs: JobStore, admin_permission: 
 
 
 def _page(
-    session: Session, statement: Any, page: int, limit: int, out: Callable[[Any], M]
-) -> OffsetPage[M]:
+    session: Session, statement: Any, page: int, limit: int, out: Callable[[Any], T]
+) -> OffsetPage[T]:
     result = paginate_offset(session, statement, page=page, limit=limit)
     assert isinstance(result.pagination, OffsetPagination)
     return OffsetPage(data=[out(row) for row in result.data], pagination=result.pagination)

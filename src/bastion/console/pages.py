@@ -30,8 +30,7 @@ from bastion.auth.users import User
 from bastion.console.charts import Series, legend, line_chart
 from bastion.console.rendering import asset_response, environment, html, load_assets, when
 from bastion.db.database import Database
-from bastion.errors import NotAuthenticated, PermissionDenied
-from bastion.http.state import session_of, user_of
+from bastion.http.state import require_permission, session_of, user_of
 from bastion.jobs.store import JobStatus, JobStore
 from bastion.monitoring.client_logs import recent_client_logs
 from bastion.monitoring.errors import error_groups, recent_errors
@@ -167,12 +166,7 @@ def build_console_router(
         return run
 
     def admin(request: Request) -> Principal:
-        user = user_of(request.scope)
-        if user is None:
-            raise NotAuthenticated()
-        if not user.allows(admin_permission):
-            raise PermissionDenied()
-        return user
+        return require_permission(request.scope, admin_permission)
 
     @router.get("/static/{name}")
     async def static(request: Request, name: str) -> Response:

@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from bastion.auth.principal import Principal
+from bastion.errors import NotAuthenticated, PermissionDenied
 from bastion.i18n import negotiate_locale
 from bastion.settings.sections import Settings
 from bastion.types import Scope
@@ -32,6 +33,16 @@ def request_id_of(scope: Scope) -> str:
 def user_of(scope: Scope) -> Principal | None:
     user = state(scope).get(USER)
     return user if isinstance(user, Principal) else None
+
+
+def require_permission(scope: Scope, permission: str) -> Principal:
+    """The caller, who must hold ``permission``: 401 when anonymous, else 403."""
+    user = user_of(scope)
+    if user is None:
+        raise NotAuthenticated()
+    if not user.allows(permission):
+        raise PermissionDenied()
+    return user
 
 
 def identity_of(scope: Scope) -> Any:

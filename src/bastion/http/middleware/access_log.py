@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from bastion.http.middleware.status import StatusWatch
 from bastion.observability.logs import get_logger
-from bastion.types import ASGIApp, Message, Receive, Scope, Send
+from bastion.types import ASGIApp, Receive, Scope, Send
 
 
 class AccessLogMiddleware:
@@ -21,16 +22,10 @@ class AccessLogMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500
-
-        async def send_and_record(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
+        watch = StatusWatch(send)
 
         try:
-            await self.app(scope, receive, send_and_record)
+            await self.app(scope, receive, watch)
         finally:
             route: Any = scope.get("route")
             client = scope.get("client")
@@ -39,7 +34,7 @@ class AccessLogMiddleware:
                 method=scope["method"],
                 path=scope["path"],
                 route=getattr(route, "path", None),
-                status=status,
+                status=watch.code,
                 duration_ms=round((time.perf_counter() - started) * 1000, 2),
                 client=client[0] if client else None,
             )

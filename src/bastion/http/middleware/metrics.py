@@ -24,11 +24,12 @@ from starlette.routing import BaseRoute, Match
 
 from bastion.errors import NotAuthenticated, PermissionDenied
 from bastion.http.middleware.errors import RenderError
+from bastion.http.middleware.status import StatusWatch
 from bastion.http.state import client_address, header
 from bastion.monitoring.stats import RequestStats
 from bastion.observability.metrics import UNMATCHED, Metrics
 from bastion.settings.sections import MetricsSection
-from bastion.types import ASGIApp, Message, Receive, Scope, Send
+from bastion.types import ASGIApp, Receive, Scope, Send
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -73,26 +74,20 @@ class MetricsMiddleware:
             await self._scrape(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500
+        watch = StatusWatch(send)
         in_progress = self.metrics.http_in_progress
         in_progress.inc()
 
-        async def send_and_record(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
         try:
-            await self.app(scope, receive, send_and_record)
+            await self.app(scope, receive, watch)
         finally:
             in_progress.dec()
             seconds = time.perf_counter() - started
             route = self._route(scope)
             # Clients may send any token as a method; each would be a new series.
             method = scope["method"] if scope["method"] in _METHODS else "OTHER"
-            self.metrics.request(route, method, status, seconds)
-            self.stats.record(route, method, status, seconds)
+            self.metrics.request(route, method, watch.code, seconds)
+            self.stats.record(route, method, watch.code, seconds)
 
     def _route(self, scope: Scope) -> str:
         route: Any = scope.get("route")

@@ -6,9 +6,10 @@ from typing import Any
 
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
+from bastion.http.middleware.status import StatusWatch
 from bastion.http.state import request_id_of
 from bastion.observability.tracing import bound_trace_ids, context_from_traceparent, record_failure
-from bastion.types import ASGIApp, Message, Receive, Scope, Send
+from bastion.types import ASGIApp, Receive, Scope, Send
 
 
 class TracingMiddleware:
@@ -37,13 +38,7 @@ class TracingMiddleware:
         method = scope["method"]
         headers = _headers(scope)
         parent = context_from_traceparent(headers.get("traceparent"))
-        status = 500
-
-        async def send_and_record(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
+        watch = StatusWatch(send)
 
         with (
             self.tracer.start_as_current_span(
@@ -58,7 +53,7 @@ class TracingMiddleware:
             bound_trace_ids(span),
         ):
             try:
-                await self.app(scope, receive, send_and_record)
+                await self.app(scope, receive, watch)
             except Exception as error:
                 record_failure(span, error)
                 raise
@@ -70,8 +65,8 @@ class TracingMiddleware:
                         # The template, never the raw path: span names are grouped on.
                         span.update_name(f"{method} {template}")
                         span.set_attribute("http.route", template)
-                    span.set_attribute("http.response.status_code", status)
-                    if status >= 500:
+                    span.set_attribute("http.response.status_code", watch.code)
+                    if watch.code >= 500:
                         span.set_status(Status(StatusCode.ERROR))
 
 
