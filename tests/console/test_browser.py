@@ -161,8 +161,10 @@ def test_the_shops_own_action_adjusts_a_users_credits(admin: Any, shop: Shop) ->
     assert "insufficient_credits" in form.locator("output.failed").inner_text()
     form.locator("input[name=amount_cents]").fill("2500")
     form.locator("input[name=reason]").fill("goodwill")
-    form.locator("button").click()
-    form.locator("output", has_text="Done").wait_for()
+    # A done action reloads the page: wait for it, or it would abort the next test's visit.
+    with admin.expect_navigation():
+        form.locator("button").click()
+        form.locator("output", has_text="Done").wait_for()
     with httpx.Client(base_url=shop.url, timeout=10) as http:
         credits = http.get("/api/v1/me/credits", headers={"Authorization": f"Bearer {token}"})
     assert credits.json()["balance_cents"] == 2500
@@ -188,7 +190,8 @@ def test_a_webhook_delivery_is_redelivered_from_the_console(
     row = admin.locator("tr[data-delivery]").first
     row.locator(".badge-succeeded").wait_for()
     row.locator("input[name=reason]").fill("receiver lost it")
-    row.locator("button:has-text('Redeliver')").click()
+    with admin.expect_navigation():
+        row.locator("button:has-text('Redeliver')").click()
     eventually(lambda: len(receiver.bodies) == 2, "the redelivery")
     assert receiver.bodies[0]["id"] == receiver.bodies[1]["id"] == event.id
 
