@@ -13,6 +13,7 @@ from the authorization URL to the redirect back and returns that callback URL.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -137,16 +138,20 @@ def node_unavailable_reason() -> str | None:
     if parts < NODE_MINIMUM:
         wanted = ".".join(map(str, NODE_MINIMUM))
         return f"the OIDC test provider needs Node.js >= {wanted}, found {version.stdout.strip()}"
-    if (PROVIDER_DIR / "node_modules" / "oidc-provider" / "package.json").exists():
-        return None
-    installed = subprocess.run(
-        [npm, "ci", "--no-audit", "--no-fund"],
-        cwd=PROVIDER_DIR,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    # `make test` runs two pytest processes at once: the first to get here installs
+    # while the other waits (`npm ci` empties node_modules before filling it).
+    with open(PROVIDER_DIR / ".install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (PROVIDER_DIR / "node_modules" / "oidc-provider" / "package.json").exists():
+            return None
+        installed = subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund"],
+            cwd=PROVIDER_DIR,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
     if installed.returncode != 0:
         return f"npm ci for the OIDC test provider failed:\n{installed.stderr[-2000:]}"
     return None
