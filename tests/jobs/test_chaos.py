@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 import anyio
 import pytest
@@ -21,6 +22,7 @@ from bastion.jobs import JobRow
 from bastion.jobs.store import enqueue_many
 from tests.jobs.apps import Effect, record
 from tests.jobs.conftest import ROOT, start_worker
+from tests.support.processes import alone_among_test_runs
 
 JOBS = 2000
 
@@ -43,9 +45,15 @@ def tally(runtime: Runtime) -> tuple[int, int, int, int]:
     return int(succeeded or 0), int(effects or 0), int(distinct or 0), int(retried or 0)
 
 
+@pytest.fixture
+def alone() -> Iterator[None]:
+    with alone_among_test_runs("chaos"):
+        yield
+
+
 @pytest.mark.slow
 async def test_killing_workers_every_second_loses_nothing_and_repeats_nothing(
-    runtime: Runtime, bastion_database_url: str
+    alone: None, runtime: Runtime, bastion_database_url: str
 ) -> None:
     with runtime.database.transaction() as session:
         enqueue_many(session, record.spec, [{"key": f"job-{i}"} for i in range(JOBS)])

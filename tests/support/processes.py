@@ -7,11 +7,13 @@ that it is ready, and the helpers tests call.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
@@ -93,3 +95,17 @@ def http_ok(url: str) -> Callable[[], bool]:
             return False
 
     return ready
+
+
+@contextmanager
+def alone_among_test_runs(name: str) -> Iterator[None]:
+    """Hold the machine-wide lock ``name`` while the block runs.
+
+    ``make test`` runs its SQLite and PostgreSQL passes at once: a test that loads the
+    machine with processes of its own (the chaos test's workers) takes turns with its
+    twin in the other pass instead of sharing two cores with it.
+    """
+    path = Path(tempfile.gettempdir()) / f"bastion-tests-{name}.lock"
+    with path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
