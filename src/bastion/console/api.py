@@ -26,7 +26,7 @@ from typing import Annotated, Any, TypeVar
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
-from sqlalchemy import String, cast, or_, select
+from sqlalchemy import Select, String, cast, or_, select
 from sqlalchemy.orm import Session
 
 from bastion.auth.audit import AuditEntry, audit, require_reason
@@ -279,18 +279,7 @@ def build_admin_router(*, database: Database, jobs: JobStore, admin_permission: 
     ) -> OffsetPage[AuditOut]:
         """Audited actions, newest first. ``action`` is a name (``user.ban``) or a prefix
         ending in ``*`` (``job.*``); ``target`` is a type (``user``) or ``type:id``."""
-        statement = select(AuditEntry).order_by(AuditEntry.id.desc())
-        if actor is not None:
-            statement = statement.where(AuditEntry.actor_id == actor)
-        if action is not None and action.endswith("*"):
-            statement = statement.where(AuditEntry.action.startswith(action[:-1], autoescape=True))
-        elif action is not None:
-            statement = statement.where(AuditEntry.action == action)
-        if target is not None:
-            target_type, _, target_id = target.partition(":")
-            statement = statement.where(AuditEntry.target_type == target_type)
-            if target_id:
-                statement = statement.where(AuditEntry.target_id == target_id)
+        statement = audit_query(actor=actor, action=action, target=target)
         return await read(lambda s: _page(s, statement, page, limit, _rows(AuditOut)))
 
     @router.get("/users", response_model=OffsetPage[AdminUserOut])
@@ -302,28 +291,55 @@ def build_admin_router(*, database: Database, jobs: JobStore, admin_permission: 
         limit: Limit = 20,
     ) -> OffsetPage[AdminUserOut]:
         """Users, newest first; ``q`` matches part of the email or the name (any case)."""
-        statement = select(User).order_by(User.id.desc())
-        if q is not None:
-            needle = q.lower()
-            statement = statement.where(
-                or_(
-                    User.email.contains(needle, autoescape=True),
-                    User.name.ilike(f"%{_escape(needle)}%", escape="\\"),
-                )
-            )
-        if role is not None:
-            # Roles are a JSON list of plain names, so its text holds the name in quotes
-            # on both databases.
-            statement = statement.where(
-                cast(User.roles, String).contains(f'"{role}"', autoescape=True)
-            )
-        if banned is not None:
-            statement = statement.where(
-                User.banned_at.is_not(None) if banned else User.banned_at.is_(None)
-            )
+        statement = users_query(q=q, role=role, banned=banned)
         return await read(lambda s: _page(s, statement, page, limit, _user_out))
 
     return router
+
+
+def audit_query(
+    *, actor: str | None = None, action: str | None = None, target: str | None = None
+) -> Select[AuditEntry]:
+    """Audit entries, newest first. ``action`` is a name (``user.ban``) or a prefix
+    ending in ``*`` (``job.*``); ``target`` is a type (``user``) or ``type:id``."""
+    statement = select(AuditEntry).order_by(AuditEntry.id.desc())
+    if actor:
+        statement = statement.where(AuditEntry.actor_id == actor)
+    if action and action.endswith("*"):
+        statement = statement.where(AuditEntry.action.startswith(action[:-1], autoescape=True))
+    elif action:
+        statement = statement.where(AuditEntry.action == action)
+    if target:
+        target_type, _, target_id = target.partition(":")
+        statement = statement.where(AuditEntry.target_type == target_type)
+        if target_id:
+            statement = statement.where(AuditEntry.target_id == target_id)
+    return statement
+
+
+def users_query(
+    *, q: str | None = None, role: str | None = None, banned: bool | None = None
+) -> Select[User]:
+    """Users, newest first; ``q`` matches part of the email or the name in any case,
+    ``%`` and ``_`` included literally."""
+    statement = select(User).order_by(User.id.desc())
+    if q:
+        needle = q.lower()
+        statement = statement.where(
+            or_(
+                User.email.contains(needle, autoescape=True),
+                User.name.ilike(f"%{_escape(needle)}%", escape="\\"),
+            )
+        )
+    if role is not None:
+        # Roles are a JSON list of plain names, so its text holds the name in quotes
+        # on both databases.
+        statement = statement.where(cast(User.roles, String).contains(f'"{role}"', autoescape=True))
+    if banned is not None:
+        statement = statement.where(
+            User.banned_at.is_not(None) if banned else User.banned_at.is_(None)
+        )
+    return statement
 
 
 def _page(

@@ -18,15 +18,14 @@ from urllib.parse import quote
 import anyio.to_thread
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse
-from sqlalchemy import func, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.responses import Response
 
 from bastion.alerts.state import alert_history, alert_states
-from bastion.auth.audit import AuditEntry
 from bastion.auth.principal import Principal
 from bastion.auth.service import CSRF_KEY
-from bastion.auth.users import User
+from bastion.console.api import audit_query, users_query
 from bastion.console.charts import Series, legend, line_chart
 from bastion.console.rendering import asset_response, environment, html, load_assets, when
 from bastion.db.database import Database
@@ -304,12 +303,7 @@ def build_console_router(
     @router.get("/users")
     async def users(request: Request, q: str = Query("", max_length=320)) -> Response:
         def build(session: Session) -> dict[str, Any]:
-            query = select(User).order_by(User.id.desc()).limit(ROWS)
-            if q:
-                pattern = f"%{q.lower()}%"
-                query = query.where(
-                    or_(func.lower(User.email).like(pattern), func.lower(User.name).like(pattern))
-                )
+            query = users_query(q=q).limit(ROWS)
             return {"users": list(session.scalars(query)), "q": q, "actions": user_actions}
 
         return await page(request, "users.html", "users", reading(build))
@@ -321,11 +315,7 @@ def build_console_router(
         action: str = Query("", max_length=100),
     ) -> Response:
         def build(session: Session) -> dict[str, Any]:
-            query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(ROWS)
-            if actor:
-                query = query.where(AuditEntry.actor_id == actor)
-            if action:
-                query = query.where(AuditEntry.action == action)
+            query = audit_query(actor=actor, action=action).limit(ROWS)
             return {"entries": list(session.scalars(query)), "actor": actor, "action": action}
 
         return await page(request, "audit.html", "audit", reading(build))
