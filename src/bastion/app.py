@@ -1197,9 +1197,11 @@ def _unsafe(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def _redis_check(url: str) -> Callable[[], Awaitable[None]]:
-    async def check() -> None:
-        import redis.asyncio as redis
+    # Imported here, not in the check: a first import on a loaded machine could take
+    # the check's whole time limit and report a healthy Redis as down.
+    import redis.asyncio as redis
 
+    async def check() -> None:
         client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
         try:
             await client.ping()
